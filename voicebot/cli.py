@@ -1,0 +1,104 @@
+"""The `voicebot` command line.
+
+Each subcommand's work lives in the module that owns it; this file only parses flags
+and imports lazily, so `voicebot --help` stays fast and a missing optional dependency
+of one command never breaks another.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib
+import logging
+import sys
+from collections.abc import Sequence
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="voicebot", description="Real-time voice-bot engine")
+    p.add_argument("--log-level", default=None, help="DEBUG, INFO, WARNING...")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("serve", help="browser demo, Voximplant and AudioSocket endpoints")
+    s.add_argument("--host", default=None)
+    s.add_argument("--port", type=int, default=None)
+    s.add_argument("--config", default=None)
+    s.add_argument("--emulator-stt-script", default=None, help="transcript script for the offline emulator")
+    s.add_argument("--audiosocket-port", type=int, default=None)
+    s.add_argument("--store", default=None, help="booking store URL (sqlite:///... or postgresql://...)")
+    s.add_argument("--stt", default=None, help="speech recognition provider")
+    s.set_defaults(target="voicebot.server:run_cli")
+
+    e = sub.add_parser("emulator", help="run the local Yandex Cloud emulator (a test double)")
+    e.add_argument("--host", default="127.0.0.1")
+    e.add_argument("--stt-port", type=int, default=50051)
+    e.add_argument("--tts-port", type=int, default=50052)
+    e.add_argument("--http-port", type=int, default=8089)
+    e.add_argument("--api-key", default=None)
+    e.add_argument("--stt-script", default=None, help="one utterance per line, used in order")
+    e.add_argument("--write-sa-key", default=None, help="write a service-account key JSON here")
+    e.add_argument("--config", default=None)
+    e.set_defaults(target="voicebot.emulator.main:run_cli")
+
+    m = sub.add_parser("simulate", help="a whole scripted call, offline, on the emulator")
+    m.add_argument("--dialogue", required=True, help="YAML dialogue file")
+    m.add_argument("--json", action="store_true")
+    m.add_argument("--record", default=None, help="stereo WAV: caller left, bot right")
+    m.add_argument("--speed", type=float, default=1.0)
+    m.add_argument("--config", default=None)
+    m.add_argument("--store", default=None)
+    m.add_argument("--stt", default=None, help="speech recognition provider")
+    m.set_defaults(target="voicebot.simulate:run_cli")
+
+    b = sub.add_parser("bench", help="calls per core, overhead and voice-to-voice latency")
+    b.add_argument("--calls", type=int, default=10)
+    b.add_argument("--duration", type=float, default=30.0)
+    b.add_argument("--transport", choices=["ws", "voximplant", "audiosocket"], default="ws")
+    b.add_argument("--ramp", action="store_true")
+    b.add_argument("--json", action="store_true")
+    b.add_argument("--config", default=None)
+    b.set_defaults(target="voicebot.bench:run_cli")
+
+    a = sub.add_parser("audiosocket", help="run only the AudioSocket server (Asterisk/Zadarma)")
+    a.add_argument("--port", type=int, default=None)
+    a.add_argument("--host", default=None)
+    a.add_argument("--config", default=None)
+    a.add_argument("--store", default=None)
+    a.set_defaults(target="voicebot.transports.audiosocket:run_cli")
+
+    k = sub.add_parser("bookings", help="list or cancel bookings")
+    ksub = k.add_subparsers(dest="bookings_command", required=True)
+    kl = ksub.add_parser("list")
+    kl.add_argument("--date", default=None, help="YYYY-MM-DD")
+    kl.add_argument("--json", action="store_true")
+    kl.add_argument("--store", default=None)
+    kl.add_argument("--config", default=None)
+    kc = ksub.add_parser("cancel")
+    kc.add_argument("id")
+    kc.add_argument("--store", default=None)
+    kc.add_argument("--config", default=None)
+    k.set_defaults(target="booking.cli:run_cli")
+
+    d = sub.add_parser("diagram", help="print the dialogue state machine as Mermaid")
+    d.set_defaults(target="booking.cli:run_diagram")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(
+        level=(args.log_level or "INFO").upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    module_name, _, func_name = args.target.partition(":")
+    func = getattr(importlib.import_module(module_name), func_name)
+    result = func(args)
+    if asyncio.iscoroutine(result):
+        result = asyncio.run(result)
+    return int(result or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,106 @@
+"""Injectable time.
+
+Everything that waits or timestamps in the engine asks a `Clock`, never `time` or
+`asyncio.sleep` directly, so tests can drive turn-taking, timeouts and stream rotation
+with a `VirtualClock` exactly and fast.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import itertools
+import time
+from datetime import datetime, timedelta, timezone
+from typing import Protocol
+
+
+class Clock(Protocol):
+    def monotonic(self) -> float:
+        """Seconds on a monotonic scale; only differences are meaningful."""
+        ...
+
+    def now(self) -> datetime:
+        """The current wall-clock time, timezone-aware."""
+        ...
+
+    async def sleep(self, seconds: float) -> None: ...
+
+
+class RealClock:
+    """The system clock. `now()` may be shifted to a fixed start (used by `simulate`'s `now:`)."""
+
+    def __init__(self, start: datetime | None = None) -> None:
+        self._t0 = time.monotonic()
+        self._start = start
+
+    def monotonic(self) -> float:
+        return time.monotonic()
+
+    def now(self) -> datetime:
+        if self._start is None:
+            return datetime.now(timezone.utc).astimezone()
+        return self._start + timedelta(seconds=time.monotonic() - self._t0)
+
+    async def sleep(self, seconds: float) -> None:
+        await asyncio.sleep(max(0.0, seconds))
+
+
+class VirtualClock:
+    """Time that moves only when a test says so.
+
+    `sleep()` parks the caller until `advance()` moves time past its deadline; sleepers
+    wake in deadline order, each getting a loop turn so the work it triggers runs
+    before later deadlines fire.
+    """
+
+    def __init__(self, start: datetime | None = None) -> None:
+        self._t = 0.0
+        self._start = start or datetime(2026, 1, 1, 12, 0, tzinfo=timezone.utc)
+        self._heap: list[tuple[float, int, asyncio.Future[None]]] = []
+        self._ids = itertools.count()
+
+    def monotonic(self) -> float:
+        return self._t
+
+    def now(self) -> datetime:
+        return self._start + timedelta(seconds=self._t)
+
+    async def sleep(self, seconds: float) -> None:
+        if seconds <= 0:
+            await asyncio.sleep(0)
+            return
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        heapq.heappush(self._heap, (self._t + seconds, next(self._ids), fut))
+        await fut
+
+    @property
+    def pending(self) -> int:
+        return sum(1 for _, _, f in self._heap if not f.done())
+
+    async def advance(self, seconds: float, *, step: float | None = None) -> None:
+        """Move time forward by `seconds`, waking every sleeper whose deadline passes.
+
+        With `step`, time moves in increments of at most `step`, letting periodic work
+        (keep-alives, pacing) interleave realistically.
+        """
+        target = self._t + seconds
+        while True:
+            await _settle()
+            nxt = self._heap[0][0] if self._heap else None
+            limit = target if step is None else min(target, self._t + step)
+            if nxt is not None and nxt <= limit:
+                deadline, _, fut = heapq.heappop(self._heap)
+                self._t = max(self._t, deadline)
+                if not fut.done():
+                    fut.set_result(None)
+                continue
+            if self._t >= target:
+                break
+            self._t = limit
+        await _settle()
+
+
+async def _settle(turns: int = 5) -> None:
+    for _ in range(turns):
+        await asyncio.sleep(0)

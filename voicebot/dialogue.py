@@ -1,0 +1,104 @@
+"""The dialogue hook: what the call engine asks when the caller has said something.
+
+The engine knows nothing about salons. A dialogue turns caller text into a stream of
+reply parts: text fragments (spoken as they arrive, sentence by sentence) and
+`DialogueAction`s (a booking was made, transfer to a human, hang up). Domain packages
+such as `booking` provide a factory, selected by dotted path in config.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
+
+from voicebot.clock import Clock
+from voicebot.providers.base import LanguageModel
+
+
+@dataclass(frozen=True, slots=True)
+class DialogueAction:
+    """A side effect the engine reports or acts on.
+
+    Known kinds: "booking" (data: the booking), "booking_cancelled", "transfer"
+    (the caller asked for a human), "hangup" (end the call after the reply is played).
+    Unknown kinds are passed through to clients as events.
+    """
+
+    kind: str
+    data: Mapping[str, Any] = field(default_factory=dict)
+
+
+ReplyPart = str | DialogueAction
+
+
+@dataclass(frozen=True, slots=True)
+class TranscriptLine:
+    role: Literal["caller", "bot"]
+    text: str
+    at_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class CallContext:
+    session_id: str
+    clock: Clock
+    llm: LanguageModel | None = None
+    caller_id: str | None = None
+    called_id: str | None = None
+    channel: str = "browser"
+    metadata: Mapping[str, str] = field(default_factory=dict)
+
+
+class Dialogue(Protocol):
+    def greet(self) -> AsyncIterator[ReplyPart]:
+        """The bot's opening line(s)."""
+        ...
+
+    def reply(self, text: str) -> AsyncIterator[ReplyPart]:
+        """React to one complete caller utterance."""
+        ...
+
+    def on_silence(self, count: int) -> AsyncIterator[ReplyPart]:
+        """The caller has said nothing for a while (`count`-th time in a row)."""
+        ...
+
+    async def close(self, transcript: Sequence[TranscriptLine], reason: str) -> Mapping[str, Any]:
+        """The call ended. Persist what matters; return a summary for the `done` event."""
+        ...
+
+
+DialogueFactory = Callable[[CallContext], Dialogue]
+
+
+class EchoDialogue:
+    """Repeats the caller. The engine's own default and a test fixture."""
+
+    def __init__(self, ctx: CallContext | None = None) -> None:
+        self.turns = 0
+
+    async def greet(self) -> AsyncIterator[ReplyPart]:
+        yield "Здравствуйте! Я вас слушаю."
+
+    async def reply(self, text: str) -> AsyncIterator[ReplyPart]:
+        self.turns += 1
+        yield f"Вы сказали: {text}."
+
+    async def on_silence(self, count: int) -> AsyncIterator[ReplyPart]:
+        if count >= 3:
+            yield "До свидания."
+            yield DialogueAction("hangup", {"reason": "silence"})
+        else:
+            yield "Вы меня слышите?"
+
+    async def close(self, transcript: Sequence[TranscriptLine], reason: str) -> Mapping[str, Any]:
+        return {"turns": self.turns, "reason": reason}
+
+
+def load_factory(path: str) -> DialogueFactory:
+    """Resolve "package.module:attr" to a dialogue factory."""
+    module_name, _, attr = path.partition(":")
+    if not attr:
+        raise ValueError(f"dialogue factory must look like 'module:attr', got {path!r}")
+    return getattr(importlib.import_module(module_name), attr)
