@@ -137,7 +137,7 @@ class TelephonySettings:
 
 @dataclass
 class DialogueSettings:
-    factory: str = "booking.bot:build_factory"
+    factory: str = "booking.bot:build_provider"
 
 
 @dataclass

@@ -9,7 +9,7 @@ such as `booking` provide a factory, selected by dotted path in config.
 from __future__ import annotations
 
 import importlib
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
@@ -69,7 +69,19 @@ class Dialogue(Protocol):
         ...
 
 
-DialogueFactory = Callable[[CallContext], Dialogue]
+class DialogueProvider(Protocol):
+    """Process-wide owner of a dialogue domain: opens its stores once, makes one
+    `Dialogue` per call. Built from config by `load_provider`."""
+
+    async def start(self) -> None: ...
+
+    def new_dialogue(self, ctx: CallContext) -> Dialogue: ...
+
+    async def prepare(self, setup: Mapping[str, Any]) -> None:
+        """Apply domain fixture data from a simulate dialogue file's `setup:` (tests)."""
+        ...
+
+    async def aclose(self) -> None: ...
 
 
 class EchoDialogue:
@@ -96,9 +108,36 @@ class EchoDialogue:
         return {"turns": self.turns, "reason": reason}
 
 
-def load_factory(path: str) -> DialogueFactory:
-    """Resolve "package.module:attr" to a dialogue factory."""
+class EchoProvider:
+    """Provider for `EchoDialogue`: `dialogue.factory: voicebot.dialogue:build_echo`."""
+
+    async def start(self) -> None:
+        return None
+
+    def new_dialogue(self, ctx: CallContext) -> Dialogue:
+        return EchoDialogue(ctx)
+
+    async def prepare(self, setup: Mapping[str, Any]) -> None:
+        return None
+
+    async def aclose(self) -> None:
+        return None
+
+
+def build_echo(domain: Mapping[str, Any], options: Mapping[str, Any]) -> DialogueProvider:
+    return EchoProvider()
+
+
+def load_provider(
+    path: str, domain: Mapping[str, Any], options: Mapping[str, Any] | None = None
+) -> DialogueProvider:
+    """Resolve "package.module:builder" and call `builder(domain, options)`.
+
+    `domain` is the untyped config (e.g. the `booking:` section lives at
+    domain["booking"]); `options` carries command-line overrides such as {"store": url}.
+    """
     module_name, _, attr = path.partition(":")
     if not attr:
         raise ValueError(f"dialogue factory must look like 'module:attr', got {path!r}")
-    return getattr(importlib.import_module(module_name), attr)
+    builder = getattr(importlib.import_module(module_name), attr)
+    return builder(domain, dict(options or {}))
