@@ -24,9 +24,13 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--host", default=None)
     s.add_argument("--port", type=int, default=None)
     s.add_argument("--config", default=None)
-    s.add_argument("--emulator-stt-script", default=None, help="transcript script for the offline emulator")
+    s.add_argument(
+        "--emulator-stt-script", default=None, help="transcript script for the offline emulator"
+    )
     s.add_argument("--audiosocket-port", type=int, default=None)
-    s.add_argument("--store", default=None, help="booking store URL (sqlite:///... or postgresql://...)")
+    s.add_argument(
+        "--store", default=None, help="booking store URL (sqlite:///... or postgresql://...)"
+    )
     s.add_argument("--stt", default=None, help="speech recognition provider")
     s.set_defaults(target="voicebot.server:run_cli")
 

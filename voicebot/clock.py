@@ -11,7 +11,7 @@ import asyncio
 import heapq
 import itertools
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
 
@@ -39,7 +39,7 @@ class RealClock:
 
     def now(self) -> datetime:
         if self._start is None:
-            return datetime.now(timezone.utc).astimezone()
+            return datetime.now(UTC).astimezone()
         return self._start + timedelta(seconds=time.monotonic() - self._t0)
 
     async def sleep(self, seconds: float) -> None:
@@ -56,7 +56,7 @@ class VirtualClock:
 
     def __init__(self, start: datetime | None = None) -> None:
         self._t = 0.0
-        self._start = start or datetime(2026, 1, 1, 12, 0, tzinfo=timezone.utc)
+        self._start = start or datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
         self._heap: list[tuple[float, int, asyncio.Future[None]]] = []
         self._ids = itertools.count()
 

@@ -81,7 +81,9 @@ class EmulatorSettings:
     stt_script: str = ""
     stt_max_stream_s: float = 300.0
     stt_inactivity_s: float = 5.0
-    stt_quirks: list[str] = field(default_factory=list)  # double_final, empty_final, eou_before_final
+    stt_quirks: list[str] = field(
+        default_factory=list
+    )  # double_final, empty_final, eou_before_final
     tts_ttfb_ms: int = 120
     tts_chunk_ms: int = 100
     gpt_ttft_ms: int = 300
@@ -156,7 +158,11 @@ class Config:
     def redacted(self) -> dict[str, Any]:
         """A dict safe to log: secrets replaced by '***' when set."""
         d = dataclasses.asdict(self)
-        for path in (("yandex", "api_key"), ("emulator", "api_key"), ("telephony", "voximplant", "secret")):
+        for path in (
+            ("yandex", "api_key"),
+            ("emulator", "api_key"),
+            ("telephony", "voximplant", "secret"),
+        ):
             node = d
             for key in path[:-1]:
                 node = node[key]
@@ -202,7 +208,9 @@ def _dataclass_in(hint: Any) -> type | None:
     return None
 
 
-def load_config(path: str | os.PathLike[str] | None = None, env: dict[str, str] | None = None) -> Config:
+def load_config(
+    path: str | os.PathLike[str] | None = None, env: dict[str, str] | None = None
+) -> Config:
     """Load YAML (default: the repo's config.yaml) and apply environment overrides."""
     env = dict(os.environ) if env is None else env
     p = Path(path) if path else Path(env.get("VOICEBOT_CONFIG", DEFAULT_CONFIG_PATH))

@@ -16,5 +16,7 @@ CHANNEL_OPTIONS: list[tuple[str, int]] = [
 
 def open_channel(endpoint: str, tls: bool) -> grpc.aio.Channel:
     if tls:
-        return grpc.aio.secure_channel(endpoint, grpc.ssl_channel_credentials(), options=CHANNEL_OPTIONS)
+        return grpc.aio.secure_channel(
+            endpoint, grpc.ssl_channel_credentials(), options=CHANNEL_OPTIONS
+        )
     return grpc.aio.insecure_channel(endpoint, options=CHANNEL_OPTIONS)
