@@ -28,22 +28,32 @@ class Clock(Protocol):
 
 
 class RealClock:
-    """The system clock. `now()` may be shifted to a fixed start (used by `simulate`'s `now:`)."""
+    """The system clock.
 
-    def __init__(self, start: datetime | None = None) -> None:
+    `start` shifts `now()` to a fixed wall time (simulate's `now:`); `speed` > 1 runs
+    time faster than real (simulate's `--speed`): sleeps shrink and elapsed time grows
+    by the same factor, so every timer in the engine stays consistent.
+    """
+
+    def __init__(self, start: datetime | None = None, speed: float = 1.0) -> None:
+        if speed <= 0:
+            raise ValueError("speed must be positive")
         self._t0 = time.monotonic()
         self._start = start
+        self.speed = speed
 
     def monotonic(self) -> float:
-        return time.monotonic()
+        if self.speed == 1.0:
+            return time.monotonic()
+        return self._t0 + (time.monotonic() - self._t0) * self.speed
 
     def now(self) -> datetime:
         if self._start is None:
             return datetime.now(UTC).astimezone()
-        return self._start + timedelta(seconds=time.monotonic() - self._t0)
+        return self._start + timedelta(seconds=self.monotonic() - self._t0)
 
     async def sleep(self, seconds: float) -> None:
-        await asyncio.sleep(max(0.0, seconds))
+        await asyncio.sleep(max(0.0, seconds) / self.speed)
 
 
 class VirtualClock:

@@ -1,0 +1,437 @@
+"""A call, top to bottom: caller audio becomes text, text becomes a reply, the reply
+becomes audio.
+
+    transport ──feed_audio──▶ ContinuousRecognizer ──events──▶ UtteranceAssembler
+                                                                  │ utterance
+                                   EchoGate (drop the bot's own voice)
+                                                                  ▼
+    transport ◀──play── synthesizer ◀──sentences── Dialogue.reply(text)
+
+`run()` is the whole flow: greet, then take one input at a time (a caller utterance,
+typed text, a silence timeout) and answer it. Each answer is a turn task: the dialogue
+streams reply text, which is cut into sentences and synthesized one by one, so the
+first sentence plays while the rest is still being generated. A newer utterance cancels
+a turn that has not started speaking; in barge-in mode caller speech also stops one
+that has. The transport, providers and dialogue are all injected, so the same session
+runs the browser demo, both telephony bridges, the simulator and the tests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import statistics
+import uuid
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from voicebot.clock import Clock
+from voicebot.config import EngineSettings
+from voicebot.dialogue import Dialogue, DialogueAction, ReplyPart, TranscriptLine
+from voicebot.engine.assembler import Utterance, UtteranceAssembler
+from voicebot.engine.echo_gate import EchoGate
+from voicebot.engine.events import EventLog, Segment
+from voicebot.engine.metering import MeteredLanguageModel
+from voicebot.engine.recognition import ContinuousRecognizer
+from voicebot.engine.sentences import SentenceSplitter
+from voicebot.providers.base import (
+    ProviderError,
+    RecognitionOptions,
+    SpeechRecognizer,
+    SpeechSynthesizer,
+    SynthesisOptions,
+)
+from voicebot.transports.base import CallTransport
+
+log = logging.getLogger(__name__)
+
+TICK_S = 0.2
+
+
+@dataclass(slots=True)
+class _CallerText:
+    text: str
+
+
+@dataclass(slots=True)
+class _Silence:
+    count: int
+
+
+@dataclass(slots=True)
+class _End:
+    reason: str
+
+
+@dataclass(slots=True)
+class Turn:
+    """One bot answer and its latency, broken into stages (monotonic seconds)."""
+
+    id: str
+    trigger: str  # "greeting" | "utterance" | "text" | "silence"
+    caller_text: str = ""
+    speech_end_ms: int | None = None  # call audio time the caller stopped speaking
+    stt_wait_ms: float = 0.0  # end of speech -> utterance complete (EOU pause + recognizer)
+    t_input: float = 0.0  # utterance complete / text received
+    t_first_text: float | None = None
+    t_first_sentence: float | None = None
+    t_first_byte: float | None = None
+    t_first_play: float | None = None
+    llm_wait_ms: float = 0.0
+    tts_wait_ms: float = 0.0
+    text: list[str] = field(default_factory=list)
+    audio_start_ms: int | None = None  # session ms when bot audio started
+    hangup: str | None = None
+
+    def latency(self) -> dict[str, float] | None:
+        if self.t_first_play is None or self.t_first_text is None:
+            return None
+        ms = lambda a, b: round((b - a) * 1000, 2)  # noqa: E731
+        first_byte = self.t_first_byte or self.t_first_play
+        stages = {
+            "eou_to_final": round(self.stt_wait_ms, 2),
+            "final_to_first_text": ms(self.t_input, self.t_first_text),
+            "first_text_to_first_audio": ms(self.t_first_text, first_byte),
+            "first_audio_to_transport": ms(first_byte, self.t_first_play),
+        }
+        total = round(sum(stages.values()), 2)
+        provider = self.stt_wait_ms + self.llm_wait_ms + self.tts_wait_ms
+        return {
+            **stages,
+            "total": total,
+            "stt_wait": round(self.stt_wait_ms, 2),
+            "llm_wait": round(self.llm_wait_ms, 2),
+            "tts_wait": round(self.tts_wait_ms, 2),
+            "provider_wait": round(provider, 2),
+            "engine": round(max(0.0, total - provider), 2),
+        }
+
+
+class CallSession:
+    def __init__(
+        self,
+        *,
+        transport: CallTransport,
+        recognizer: SpeechRecognizer,
+        synthesizer: SpeechSynthesizer,
+        dialogue: Dialogue,
+        settings: EngineSettings,
+        clock: Clock,
+        stt_options: RecognitionOptions,
+        tts_options: SynthesisOptions,
+        llm_meter: MeteredLanguageModel | None = None,
+        session_id: str | None = None,
+    ) -> None:
+        self.session_id = session_id or uuid.uuid4().hex[:12]
+        self.transport = transport
+        self.dialogue = dialogue
+        self.settings = settings
+        self.clock = clock
+        self._synth = synthesizer
+        self._tts_options = tts_options
+        self._llm_meter = llm_meter
+        self.events = EventLog(self.session_id, transport.send_event)
+        self.gate = EchoGate(settings.echo_tail_ms)
+        self.assembler = UtteranceAssembler(
+            normalize=stt_options.normalize,
+            min_voiced_ms=settings.min_voiced_ms,
+            on_partial=self._on_segment,
+            on_utterance=self._on_utterance,
+        )
+        self.recognition = ContinuousRecognizer(
+            recognizer, stt_options, settings, clock, self.assembler, self._on_stt_error
+        )
+        self._eou_pause_ms = stt_options.eou_pause_ms
+        self._inbox: asyncio.Queue[Utterance | _CallerText | _Silence | _End] = asyncio.Queue()
+        self._turn: Turn | None = None
+        self._turn_task: asyncio.Task[None] | None = None
+        self._turn_seq = 0
+        self._t0 = clock.monotonic()
+        self._last_activity = self._t0
+        self._silences = 0
+        self._ended: str | None = None
+        self.turns: list[Turn] = []
+        self.transcript: list[TranscriptLine] = []
+        self.actions: list[DialogueAction] = []
+        self.ignored_utterances: list[Utterance] = []
+
+    # ================================================================== the call
+
+    async def run(self) -> Mapping[str, Any]:
+        ticker = asyncio.get_running_loop().create_task(self._tick(), name="session-ticker")
+        reason = "error"
+        try:
+            self._start_turn(Turn(self._next_turn_id(), "greeting"), self.dialogue.greet())
+            while True:
+                item = await self._inbox.get()
+                if isinstance(item, _End):
+                    reason = item.reason
+                    break
+                if isinstance(item, Utterance):
+                    turn = Turn(self._next_turn_id(), "utterance", caller_text=item.text)
+                    turn.speech_end_ms = item.end_ms
+                    turn.stt_wait_ms = max(0.0, float(self.recognition.fed_ms - item.end_ms))
+                    self._hear(item.text, item.start_ms)
+                    self._start_turn(turn, self.dialogue.reply(item.text))
+                elif isinstance(item, _CallerText):
+                    turn = Turn(self._next_turn_id(), "text", caller_text=item.text)
+                    self._hear(item.text, self._ms())
+                    await self.events.transcript(self._typed_segment(item.text))
+                    self._start_turn(turn, self.dialogue.reply(item.text))
+                elif isinstance(item, _Silence):
+                    self._start_turn(
+                        Turn(self._next_turn_id(), "silence"), self.dialogue.on_silence(item.count)
+                    )
+        finally:
+            ticker.cancel()
+            await self._cancel_turn()
+            await self.recognition.aclose()
+        return await self._finish(reason)
+
+    def _start_turn(self, turn: Turn, parts: AsyncIterator[ReplyPart]) -> None:
+        """One turn at a time: a newer input replaces a turn that has not spoken yet."""
+        if self._turn_task is not None and not self._turn_task.done():
+            self._turn_task.cancel()
+        turn.t_input = self.clock.monotonic()
+        self._turn = turn
+        self.turns.append(turn)
+        self._turn_task = asyncio.get_running_loop().create_task(
+            self._answer(turn, parts), name=f"turn-{turn.id}"
+        )
+
+    async def _answer(self, turn: Turn, parts: AsyncIterator[ReplyPart]) -> None:
+        """Dialogue text -> sentences -> synthesis -> transport, overlapped."""
+        sentences: asyncio.Queue[str | None] = asyncio.Queue()
+        speaker = asyncio.get_running_loop().create_task(self._speak(turn, sentences))
+        splitter = SentenceSplitter()
+        if self._llm_meter is not None:
+            self._llm_meter.reset()
+        try:
+            async for part in parts:
+                if isinstance(part, DialogueAction):
+                    await self._act(turn, part)
+                    continue
+                if not part:
+                    continue
+                if turn.t_first_text is None:
+                    turn.t_first_text = self.clock.monotonic()
+                turn.text.append(part)
+                await self.events.emit("bot_text", turn_id=turn.id, text=part, final=False)
+                for sentence in splitter.push(part):
+                    sentences.put_nowait(sentence)
+            if rest := splitter.flush():
+                sentences.put_nowait(rest)
+            sentences.put_nowait(None)
+            full = "".join(turn.text).strip()
+            await self.events.emit("bot_text", turn_id=turn.id, text=full, final=True)
+            if full:
+                self.transcript.append(TranscriptLine("bot", full, self._ms()))
+            await speaker
+            if (latency := turn.latency()) is not None:
+                await self.events.emit(
+                    "turn", turn_id=turn.id, trigger=turn.trigger, latency_ms=latency
+                )
+            if turn.hangup:
+                await self._wait_played()
+                await self.transport.hangup(turn.hangup)
+                self.end(f"bot_hangup:{turn.hangup}")
+        except asyncio.CancelledError:
+            speaker.cancel()
+            raise
+        except ProviderError as e:
+            speaker.cancel()
+            log.warning("turn %s failed: %r", turn.id, e)
+            await self.events.emit("error", code=e.code, message="the reply could not be produced")
+        finally:
+            self._last_activity = self.clock.monotonic()
+
+    async def _speak(self, turn: Turn, sentences: asyncio.Queue[str | None]) -> None:
+        while (sentence := await sentences.get()) is not None:
+            if turn.t_first_sentence is None:
+                turn.t_first_sentence = self.clock.monotonic()
+                if self._llm_meter is not None:  # LLM time that delayed the first audio
+                    turn.llm_wait_ms = self._llm_meter.wait_ms
+            requested = self.clock.monotonic()
+            first = True
+            async for pcm in self._synth.synthesize(sentence, self._tts_options):
+                now = self.clock.monotonic()
+                if first:
+                    turn.tts_wait_ms += (now - requested) * 1000
+                    first = False
+                if turn.t_first_byte is None:
+                    turn.t_first_byte = now
+                if not self.gate.bot_audible:
+                    self.gate.bot_started(self.recognition.fed_ms)
+                    turn.audio_start_ms = self._ms()
+                await self.transport.play(pcm)
+                if turn.t_first_play is None:
+                    turn.t_first_play = self.clock.monotonic()
+
+    async def _act(self, turn: Turn, action: DialogueAction) -> None:
+        self.actions.append(action)
+        if action.kind == "hangup":
+            turn.hangup = str(action.data.get("reason", "dialogue"))
+        elif action.kind == "booking":
+            await self.events.emit("booking", booking=dict(action.data))
+            return
+        await self.events.emit("action", kind=action.kind, data=dict(action.data))
+
+    @property
+    def busy(self) -> bool:
+        """The bot is answering or its audio is still playing."""
+        turn_running = self._turn_task is not None and not self._turn_task.done()
+        return turn_running or self.transport.playout.is_playing()
+
+    @property
+    def ended(self) -> str | None:
+        return self._ended
+
+    # ================================================================== input
+
+    def feed_audio(self, pcm: bytes) -> None:
+        """Caller audio at the transport's rate. Called per frame: keep it cheap."""
+        self.recognition.feed(pcm)
+        if self.gate.bot_audible and not self.transport.playout.is_playing():
+            self.gate.bot_stopped(self.recognition.fed_ms)
+            self._last_activity = self.clock.monotonic()
+
+    def feed_text(self, text: str) -> None:
+        if text.strip() and self._ended is None:
+            self._inbox.put_nowait(_CallerText(text.strip()))
+
+    def feed_dtmf(self, digit: str) -> None:
+        self.events.counts["dtmf"] += 1
+        # Digits are passed as text so a dialogue can use them ("1" = yes, etc.).
+        self.feed_text(digit)
+
+    def end(self, reason: str = "caller_hangup") -> None:
+        if self._ended is None:
+            self._ended = reason
+            self._inbox.put_nowait(_End(reason))
+
+    def _on_segment(self, seg: Segment) -> None:
+        if self._gated(seg.start_ms, seg.end_ms, partial=seg.partial):
+            return
+        self._last_activity = self.clock.monotonic()
+        if (
+            self.settings.barge_in
+            and seg.partial
+            and self.transport.playout.is_playing()
+            and len(seg.text.split()) >= self.settings.barge_in_min_words
+        ):
+            self._barge_in()
+        self._emit_soon("transcript", segment=seg.as_dict())
+
+    def _on_utterance(self, utt: Utterance) -> None:
+        if self._gated(utt.start_ms, utt.end_ms, partial=False):
+            self.ignored_utterances.append(utt)
+            log.info("echo gate: ignored an utterance during bot playback")
+            return
+        self._silences = 0
+        self._inbox.put_nowait(utt)
+
+    def _gated(self, start_ms: int, end_ms: int, *, partial: bool) -> bool:
+        """Gate mode: speech overlapping bot playback (+ tail) is the bot's own echo."""
+        if self.settings.barge_in:
+            return False
+        if partial:
+            return self.gate.active(self.recognition.fed_ms) or self.gate.blocks(start_ms, end_ms)
+        return self.gate.blocks(start_ms, end_ms)
+
+    def _barge_in(self) -> None:
+        """The caller talks over the bot: stop playback and drop the stale answer."""
+        log.info("barge-in: caller speech during playback")
+        self.gate.bot_stopped(self.recognition.fed_ms)
+        if self._turn_task is not None and not self._turn_task.done():
+            self._turn_task.cancel()
+        loop = asyncio.get_running_loop()
+        loop.create_task(self.transport.clear())
+        self._emit_soon("action", kind="barge_in", data={})
+
+    def _on_stt_error(self, err: ProviderError) -> None:
+        self._emit_soon("error", code=err.code, message="speech recognition is unavailable")
+
+    # ================================================================== housekeeping
+
+    async def _tick(self) -> None:
+        """Keep-alive silence, playback-end detection and the caller-silence timer."""
+        while True:
+            await self.clock.sleep(TICK_S)
+            self.recognition.tick()
+            playing = self.transport.playout.is_playing()
+            if self.gate.bot_audible and not playing:
+                self.gate.bot_stopped(self.recognition.fed_ms)
+                self._last_activity = self.clock.monotonic()
+            busy = playing or (self._turn_task is not None and not self._turn_task.done())
+            if busy or not self.assembler.idle:
+                self._last_activity = self.clock.monotonic()
+                continue
+            if self.clock.monotonic() - self._last_activity >= self.settings.silence_timeout_s:
+                self._silences += 1
+                self._last_activity = self.clock.monotonic()
+                self._inbox.put_nowait(_Silence(self._silences))
+
+    async def _wait_played(self) -> None:
+        while self.transport.playout.is_playing() and self._ended is None:
+            await self.clock.sleep(0.05)
+
+    async def _cancel_turn(self) -> None:
+        if self._turn_task is not None and not self._turn_task.done():
+            self._turn_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._turn_task
+
+    async def _finish(self, reason: str) -> Mapping[str, Any]:
+        try:
+            dialogue_summary = dict(await self.dialogue.close(self.transcript, reason))
+        except Exception:
+            log.exception("dialogue close failed")
+            dialogue_summary = {}
+        lat = [t.latency() for t in self.turns]
+        lat_ok = [x for x in lat if x]
+        summary = {
+            "session_id": self.session_id,
+            "reason": reason,
+            "duration_ms": self._ms(),
+            "turns": len(self.turns),
+            "utterances": self.assembler.utterances,
+            "ignored_utterances": len(self.ignored_utterances),
+            "latency_ms_median": {
+                k: round(statistics.median(x[k] for x in lat_ok), 2)
+                for k in (lat_ok[0] if lat_ok else {})
+            },
+            "recognition": {
+                "streams": self.recognition.streams_opened,
+                "rotations": self.recognition.rotations,
+                "reconnects": self.recognition.reconnects,
+            },
+            "events": self.events.summary(),
+            "dialogue": dialogue_summary,
+        }
+        await self.events.emit("done", summary=summary)
+        return summary
+
+    # ================================================================== helpers
+
+    def _ms(self) -> int:
+        return int((self.clock.monotonic() - self._t0) * 1000)
+
+    def _next_turn_id(self) -> str:
+        self._turn_seq += 1
+        return f"t{self._turn_seq}"
+
+    def _hear(self, text: str, at_ms: int) -> None:
+        self._last_activity = self.clock.monotonic()
+        self.transcript.append(TranscriptLine("caller", text, at_ms))
+
+    def _typed_segment(self, text: str) -> Segment:
+        seg_id = f"x{len(self.transcript)}"
+        return Segment(
+            seg_id, text, revision=1, partial=False, start_ms=self._ms(), end_ms=self._ms()
+        )
+
+    def _emit_soon(self, type_: str, **fields: Any) -> None:
+        """Emit from a sync callback without blocking the reader on a slow socket."""
+        asyncio.get_running_loop().create_task(self.events.emit(type_, **fields))

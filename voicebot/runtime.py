@@ -1,0 +1,227 @@
+"""Process-wide wiring: providers, the dialogue domain and (offline) the emulator.
+
+One `Runtime` per server process holds the shared gRPC channels and HTTP clients; every
+call gets a cheap `CallSession` from `new_session`. With no Yandex credentials the
+built-in emulator — a local test double speaking the real protocols — is started
+in-process and the same production clients talk to it.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import uuid
+from collections.abc import Mapping
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
+
+from voicebot.clock import Clock, RealClock
+from voicebot.config import Config
+from voicebot.dialogue import CallContext, DialogueProvider, load_provider
+from voicebot.engine.metering import MeteredLanguageModel
+from voicebot.engine.session import CallSession
+from voicebot.providers.base import (
+    LanguageModel,
+    RecognitionOptions,
+    SpeechRecognizer,
+    SpeechSynthesizer,
+    SynthesisOptions,
+)
+from voicebot.providers.yandex.auth import ApiKeyAuth, YandexAuth
+from voicebot.transports.base import CallTransport
+
+if TYPE_CHECKING:
+    from voicebot.emulator.main import Emulator
+
+log = logging.getLogger(__name__)
+
+
+class Runtime:
+    def __init__(
+        self,
+        cfg: Config,
+        *,
+        recognizer: SpeechRecognizer,
+        synthesizer: SpeechSynthesizer,
+        llm: LanguageModel | None,
+        dialogues: DialogueProvider,
+        clock: Clock,
+        offline: bool,
+        emulator: Emulator | None = None,
+        closers: list[Any] | None = None,
+    ) -> None:
+        self.cfg = cfg
+        self.recognizer = recognizer
+        self.synthesizer = synthesizer
+        self.llm = llm
+        self.dialogues = dialogues
+        self.clock = clock
+        self.offline = offline
+        self.emulator = emulator
+        self._closers = closers or []
+        self.sessions: dict[str, CallSession] = {}
+
+    @classmethod
+    async def create(
+        cls,
+        cfg: Config,
+        *,
+        stt_script: str | None = None,
+        store: str | None = None,
+        stt_provider: str | None = None,
+        clock: Clock | None = None,
+        force_emulator: bool = False,
+        dialogue_options: Mapping[str, Any] | None = None,
+    ) -> Runtime:
+        from voicebot.providers.yandex.gpt import YandexGPT
+        from voicebot.providers.yandex.stt import YandexSTT
+        from voicebot.providers.yandex.tts import YandexTTS
+
+        clock = clock or RealClock()
+        y = cfg.yandex
+        emulator = None
+        offline = force_emulator or not y.has_credentials
+        closers: list[Any] = []
+        if offline:
+            from voicebot.emulator.main import Emulator
+
+            emu_settings = cfg.emulator
+            if stt_script:
+                emu_settings = replace(emu_settings, stt_script=stt_script)
+            api_key = secrets.token_urlsafe(24)
+            emulator = Emulator(emu_settings, api_key=api_key)
+            await emulator.start()
+            closers.append(emulator)
+            auth: YandexAuth = ApiKeyAuth(api_key)
+            stt_ep, tts_ep, llm_url, tls = (
+                emulator.stt_endpoint,
+                emulator.tts_endpoint,
+                emulator.http_url,
+                False,
+            )
+            log.warning(
+                "No Yandex Cloud credentials: running OFFLINE on the built-in emulator "
+                "(a local test double; it does not recognize speech — utterance texts come "
+                "from its transcript script)."
+            )
+        else:
+            from voicebot.providers.yandex.factory import make_auth
+
+            auth = make_auth(y)
+            ep = y.endpoints
+            stt_ep, tts_ep, llm_url, tls = ep.stt, ep.tts, ep.llm_url, ep.tls
+        closers.insert(0, auth)
+        yandex_stt = YandexSTT(stt_ep, auth, tls=tls)
+        closers.insert(0, yandex_stt)
+        recognizer: SpeechRecognizer = yandex_stt
+        if stt_provider or cfg.domain.get("stt"):
+            recognizer = _select_recognizer(stt_provider, cfg, yandex_stt, emulator, closers)
+        tts = YandexTTS(tts_ep, auth, tls=tls, settings=y.tts)
+        closers.insert(0, tts)
+        llm: LanguageModel | None = None
+        if not offline:
+            llm = YandexGPT(llm_url, auth, folder_id=y.folder_id, settings=y.gpt)
+            closers.insert(0, llm)
+        options = {"store": store, **(dialogue_options or {})}
+        dialogues = load_provider(cfg.dialogue.factory, cfg.domain, options)
+        await dialogues.start()
+        closers.insert(0, dialogues)
+        return cls(
+            cfg,
+            recognizer=recognizer,
+            synthesizer=tts,
+            llm=llm,
+            dialogues=dialogues,
+            clock=clock,
+            offline=offline,
+            emulator=emulator,
+            closers=closers,
+        )
+
+    def new_session(
+        self,
+        transport: CallTransport,
+        *,
+        channel: str,
+        caller_id: str | None = None,
+        called_id: str | None = None,
+        metadata: Mapping[str, str] | None = None,
+        stt_metadata: tuple[tuple[str, str], ...] = (),
+        session_id: str | None = None,
+        clock: Clock | None = None,
+    ) -> CallSession:
+        """A session for one call. `clock` overrides the runtime's (simulate's `now:`)."""
+        clock = clock or self.clock
+        y = self.cfg.yandex
+        session_id = session_id or uuid.uuid4().hex[:12]
+        meter = MeteredLanguageModel(self.llm) if self.llm is not None else None
+        session = CallSession(
+            transport=transport,
+            recognizer=self.recognizer,
+            synthesizer=self.synthesizer,
+            dialogue=self.dialogues.new_dialogue(
+                CallContext(
+                    session_id=session_id,
+                    clock=clock,
+                    llm=meter,
+                    caller_id=caller_id,
+                    called_id=called_id,
+                    channel=channel,
+                    metadata=dict(metadata or {}),
+                )
+            ),
+            settings=self.cfg.engine,
+            clock=clock,
+            stt_options=RecognitionOptions(
+                sample_rate=transport.sample_rate,
+                language=y.stt.language,
+                eou_pause_ms=y.stt.eou_pause_ms,
+                normalize=y.stt.normalize,
+                model=y.stt.model,
+                metadata=stt_metadata,
+            ),
+            tts_options=SynthesisOptions(
+                sample_rate=transport.sample_rate,
+                voice=y.tts.voice,
+                role=y.tts.role,
+                speed=y.tts.speed,
+            ),
+            llm_meter=meter,
+            session_id=session_id,
+        )
+        self.sessions[session.session_id] = session
+        return session
+
+    def forget(self, session: CallSession) -> None:
+        self.sessions.pop(session.session_id, None)
+
+    async def aclose(self) -> None:
+        for obj in self._closers:
+            close = getattr(obj, "aclose", None) or getattr(obj, "stop", None)
+            if close is None:
+                continue
+            try:
+                await close()
+            except Exception:
+                log.exception("error while closing %r", type(obj).__name__)
+
+    async def __aenter__(self) -> Runtime:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+
+def _select_recognizer(
+    name: str | None,
+    cfg: Config,
+    yandex: SpeechRecognizer,
+    emulator: Emulator | None,
+    closers: list[Any],
+) -> SpeechRecognizer:
+    """Provider selection (explicit, config preference, first configured) and failover."""
+    from voicebot.providers.registry import build_recognizer
+
+    rec = build_recognizer(name, cfg, yandex=yandex, emulator=emulator)
+    closers.insert(0, rec)
+    return rec
