@@ -23,7 +23,7 @@ import contextlib
 import logging
 import statistics
 import uuid
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Coroutine, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -156,6 +156,7 @@ class CallSession:
         self.transcript: list[TranscriptLine] = []
         self.actions: list[DialogueAction] = []
         self.ignored_utterances: list[Utterance] = []
+        self._background: set[asyncio.Task[Any]] = set()
 
     # ================================================================== the call
 
@@ -346,8 +347,7 @@ class CallSession:
         self.gate.bot_stopped(self.recognition.fed_ms)
         if self._turn_task is not None and not self._turn_task.done():
             self._turn_task.cancel()
-        loop = asyncio.get_running_loop()
-        loop.create_task(self.transport.clear())
+        self._spawn(self.transport.clear())
         self._emit_soon("action", kind="barge_in", data={})
 
     def _on_stt_error(self, err: ProviderError) -> None:
@@ -434,4 +434,9 @@ class CallSession:
 
     def _emit_soon(self, type_: str, **fields: Any) -> None:
         """Emit from a sync callback without blocking the reader on a slow socket."""
-        asyncio.get_running_loop().create_task(self.events.emit(type_, **fields))
+        self._spawn(self.events.emit(type_, **fields))
+
+    def _spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
