@@ -24,7 +24,7 @@ import logging
 import statistics
 import sys
 import wave
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -249,7 +249,8 @@ class SimulatedCaller:
 
     async def converse(self) -> None:
         gap_s = max(0.6, (self.session.settings.echo_tail_ms + 250) / 1000)
-        for line, pcm in zip(self.script.lines, self._speech, strict=True):
+        lines = self.script.lines
+        for i, (line, pcm) in enumerate(zip(lines, self._speech, strict=True)):
             if self.session.ended is not None:
                 return
             if line.silence_ms:
@@ -257,15 +258,17 @@ class SimulatedCaller:
                 await self._wait_bot_idle()
                 continue
             assert line.say is not None and pcm is not None
-            turns_before = len(self.session.turns)
             if line.barge_in_after_ms is not None:
+                # Interrupt the reply that is playing now (or the next one to start).
                 await self._wait_bot_speaking()
                 await self.clock.sleep(line.barge_in_after_ms / 1000)
             else:
                 await self._wait_bot_idle()
                 await self.clock.sleep(gap_s)
+            turns_before = len(self.session.turns)
             await self._say(line.say, pcm)
-            await self._wait_reply(turns_before)
+            next_barges = i + 1 < len(lines) and lines[i + 1].barge_in_after_ms is not None
+            await self._wait_reply(turns_before, until_playing=next_barges)
         await self._wait_bot_idle()
 
     async def _say(self, text: str, pcm: bytes) -> None:
@@ -284,12 +287,17 @@ class SimulatedCaller:
         while not self.transport.playout.is_playing() and self.clock.monotonic() < deadline:
             await self.clock.sleep(0.01)
 
-    async def _wait_reply(self, turns_before: int) -> None:
+    async def _wait_reply(self, turns_before: int, *, until_playing: bool = False) -> None:
+        """Wait for the bot's answer to finish — or just to start, when the next line
+        is scripted to interrupt it."""
         deadline = self.clock.monotonic() + REPLY_TIMEOUT_S
         while self.session.ended is None and self.clock.monotonic() < deadline:
-            if len(self.session.turns) > turns_before and not self.session.busy:
-                return
-            await self.clock.sleep(0.05)
+            if len(self.session.turns) > turns_before:
+                if until_playing and self.transport.playout.is_playing():
+                    return
+                if not self.session.busy:
+                    return
+            await self.clock.sleep(0.02)
 
 
 # ---------------------------------------------------------------------- running
@@ -365,8 +373,10 @@ async def run_simulation(
     stt_provider: str | None = None,
     record: bool = False,
     runtime: Runtime | None = None,
+    on_session: Callable[[CallSession], None] | None = None,
 ) -> SimulationResult:
-    """Run one scripted call. Pass a `runtime` to reuse an emulator across calls (tests)."""
+    """Run one scripted call. Pass a `runtime` to reuse an emulator across calls, and
+    `on_session` to watch the session as it runs (tests)."""
     clock = RealClock(start=script.now, speed=speed)
     own_runtime = runtime is None
     if runtime is None:
@@ -398,6 +408,8 @@ async def run_simulation(
                 ("x-emulator-script-id", session_id),
             ),
         )
+        if on_session is not None:
+            on_session(session)
         caller = SimulatedCaller(session, transport, clock, speech, script, record=record)
         loop = asyncio.get_running_loop()
         call = loop.create_task(session.run())
