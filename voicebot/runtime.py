@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import secrets
 import uuid
+from collections import deque
 from collections.abc import Mapping
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
@@ -60,6 +61,8 @@ class Runtime:
         self.emulator = emulator
         self._closers = closers or []
         self.sessions: dict[str, CallSession] = {}
+        # Per-turn latency records of recent calls, for /metrics and `voicebot bench`.
+        self.turn_metrics: deque[dict[str, Any]] = deque(maxlen=20_000)
 
     @classmethod
     async def create(
@@ -189,8 +192,13 @@ class Runtime:
             llm_meter=meter,
             session_id=session_id,
         )
+        session.events.listeners.append(self._collect)
         self.sessions[session.session_id] = session
         return session
+
+    def _collect(self, event: Mapping[str, Any]) -> None:
+        if event.get("type") == "turn":
+            self.turn_metrics.append({"trigger": event.get("trigger"), **event["latency_ms"]})
 
     def forget(self, session: CallSession) -> None:
         self.sessions.pop(session.session_id, None)
