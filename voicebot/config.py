@@ -101,7 +101,7 @@ class EngineSettings:
     stream_rotate_s: float = 285.0
     reconnect_max_attempts: int = 6
     reconnect_backoff_s: float = 0.2
-    replay_buffer_s: float = 30.0
+    replay_buffer_s: float = 20.0
     silence_keepalive_ms: int = 1000
     silence_timeout_s: float = 8.0
     max_silence_prompts: int = 3
