@@ -96,7 +96,7 @@ class EngineSettings:
     echo_tail_ms: int = 500
     barge_in: bool = False
     barge_in_min_words: int = 2
-    min_voiced_ms: int = 250
+    min_voiced_ms: int = 120
     stt_batch_ms: int = 100
     stream_rotate_s: float = 285.0
     reconnect_max_attempts: int = 6

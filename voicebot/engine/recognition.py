@@ -8,9 +8,11 @@ last end of utterance the old one delivered, so no caller speech is lost and no 
 are doubled. When no caller audio flows, `silence_chunk` keeps the stream from the
 5-second inactivity abort.
 
-Audio is batched (default 100 ms) before it goes to the provider: recognition loses
-nothing, and the per-call cost drops fivefold against 20 ms writes. One worker task per
-call owns all writes; feeding audio never creates a task.
+Audio is batched (default 100 ms) before it goes to the provider while nobody speaks:
+recognition loses nothing, and the per-call cost drops fivefold against 20 ms writes.
+Once the caller is mid-utterance each frame goes out at once, so the end-of-utterance
+pause is measured on time. One worker task per call owns all writes; feeding audio
+never creates a task.
 """
 
 from __future__ import annotations
@@ -87,7 +89,9 @@ class ContinuousRecognizer:
         self._fed_bytes += len(pcm)
         if self._worker is None:
             self._worker = asyncio.get_running_loop().create_task(self._run(), name="stt-worker")
-        if self._fed_bytes - self._sent_upto >= self._batch_bytes:
+        # While the caller is mid-utterance every frame goes out at once, so the end of
+        # utterance is detected without waiting for a batch to fill.
+        if self._fed_bytes - self._sent_upto >= self._batch_bytes or not self.assembler.idle:
             self._wake.set()
 
     def tick(self) -> None:
@@ -176,7 +180,8 @@ class ContinuousRecognizer:
             if self._stream_failed is not None or self._stream_ended:
                 return "failed"
             pending = self._fed_bytes - self._sent_upto
-            if pending >= self._batch_bytes or (pending > 0 and self._keepalive_due()):
+            urgent = not self.assembler.idle or self._keepalive_due()
+            if pending >= self._batch_bytes or (pending > 0 and urgent):
                 await self._write_audio(stream, pending)
             elif self._keepalive_due():
                 ms = int((self._clock.monotonic() - self._last_write) * 1000)

@@ -218,6 +218,8 @@ class CallSession:
                     continue
                 if turn.t_first_text is None:
                     turn.t_first_text = self.clock.monotonic()
+                if turn.text and _needs_space(turn.text[-1], part):
+                    part = " " + part
                 turn.text.append(part)
                 await self.events.emit("bot_text", turn_id=turn.id, text=part, final=False)
                 for sentence in splitter.push(part):
@@ -255,13 +257,10 @@ class CallSession:
                 if self._llm_meter is not None:  # LLM time that delayed the first audio
                     turn.llm_wait_ms = self._llm_meter.wait_ms
             requested = self.clock.monotonic()
-            first = True
             async for pcm in self._synth.synthesize(sentence, self._tts_options):
                 now = self.clock.monotonic()
-                if first:
-                    turn.tts_wait_ms += (now - requested) * 1000
-                    first = False
-                if turn.t_first_byte is None:
+                if turn.t_first_byte is None:  # synthesis time that delayed the first audio
+                    turn.tts_wait_ms = (now - requested) * 1000
                     turn.t_first_byte = now
                 if not self.gate.bot_audible:
                     self.gate.bot_started(self.recognition.fed_ms)
@@ -440,3 +439,8 @@ class CallSession:
         task = asyncio.get_running_loop().create_task(coro)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
+
+
+def _needs_space(prev: str, part: str) -> bool:
+    """Template dialogues yield whole sentences; glue them as text, not "Иван.Как"."""
+    return bool(prev) and prev[-1] in ".!?…:;," and not part[:1].isspace()
