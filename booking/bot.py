@@ -1,0 +1,239 @@
+"""The booking bot as the engine's dialogue: `dialogue.factory: booking.bot:build_provider`.
+
+`BookingProvider` owns the process-wide pieces (catalog, store, templates, webhook);
+`BookingDialogue` is one call: it runs the deterministic extractor (and YandexGPT only
+when that did not understand the turn), feeds the state machine, and stores the call
+record at the end.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Mapping, Sequence
+from datetime import date, datetime, timedelta
+from typing import Any
+
+from booking.catalog import Catalog
+from booking.extract import Expecting, Extraction, extract
+from booking.extract.phone import normalize_phone
+from booking.llm import LlmExtractor, llm_summary
+from booking.machine import BookingMachine
+from booking.models import Booking, CallRecord, NewBooking
+from booking.replies import Replies, load_templates
+from booking.state import Slots
+from booking.store.base import BookingStore, open_store
+from booking.summary import template_summary, transcript_text
+from booking.webhook import Webhook
+from voicebot.dialogue import CallContext, Dialogue, DialogueAction, ReplyPart, TranscriptLine
+from voicebot.providers.base import ChatMessage
+
+log = logging.getLogger(__name__)
+
+DEFAULT_STORE = "sqlite:///data/voicebot.sqlite3"
+
+
+class BookingProvider:
+    def __init__(self, section: Mapping[str, Any], options: Mapping[str, Any]) -> None:
+        self.section = dict(section)
+        self.catalog = Catalog.from_config(section)
+        self.store_url = str(options.get("store") or section.get("store") or DEFAULT_STORE)
+        self.store: BookingStore = open_store(self.store_url)
+        self.replies = Replies(load_templates(section.get("templates") or None))
+        self.use_llm = str(section.get("use_llm", "auto")).lower()
+        self.llm_timeout_s = float(section.get("llm_timeout_s", 1.5))
+        self.max_silence_prompts = int(section.get("max_silence_prompts", 3))
+        url = str(section.get("webhook_url") or "")
+        self.webhook = Webhook(url) if url else None
+
+    async def start(self) -> None:
+        await self.store.open()
+        self._warm_up()
+
+    def _warm_up(self) -> None:
+        """Load the morphology dictionaries and phone metadata now, not on the first
+        caller's turn (it cost ~100 ms there)."""
+        sample = "Хочу подстричься к Ивану завтра в 15:00, меня зовут Анна, телефон +7 916 123-45-67"
+        extract(sample, self.catalog, date(2026, 1, 1))
+
+    def new_dialogue(self, ctx: CallContext) -> Dialogue:
+        return BookingDialogue(self, ctx)
+
+    async def prepare(self, setup: Mapping[str, Any]) -> None:
+        """Seed bookings from a dialogue file's `setup:` (tests, simulate)."""
+        tz = self.catalog.salon.tz
+        for raw in setup.get("bookings") or ():
+            start = datetime.fromisoformat(str(raw["start"]))
+            if start.tzinfo is None:
+                start = start.replace(tzinfo=tz)
+            start = start.astimezone(tz)
+            service = self.catalog.service(str(raw["service"]))
+            await self.store.create(
+                NewBooking(
+                    service=service.id,
+                    master=self.catalog.master(str(raw["master"])).name,
+                    start=start,
+                    end=start + timedelta(minutes=service.duration_min),
+                    name=str(raw.get("name", "Клиент")),
+                    phone=normalize_phone(str(raw.get("phone", ""))) or str(raw.get("phone", "")),
+                    call_id=raw.get("call_id"),
+                )
+            )
+
+    async def aclose(self) -> None:
+        if self.webhook is not None:
+            await self.webhook.drain()
+        await self.store.close()
+
+
+class BookingDialogue:
+    def __init__(self, provider: BookingProvider, ctx: CallContext) -> None:
+        self.p = provider
+        self.ctx = ctx
+        self.started_at = ctx.clock.now()
+        self.llm: LlmExtractor | None = None
+        if ctx.llm is not None and provider.use_llm in {"auto", "always"}:
+            self.llm = LlmExtractor(ctx.llm, provider.catalog, timeout_s=provider.llm_timeout_s)
+        self.machine = BookingMachine(
+            catalog=provider.catalog,
+            store=provider.store,
+            replies=provider.replies,
+            clock=ctx.clock,
+            understand=self._understand,
+            call_id=ctx.session_id,
+            caller_id=ctx.caller_id,
+            max_silence_prompts=provider.max_silence_prompts,
+            on_booked=self._on_booked,
+        )
+        self.turn_log: list[dict[str, Any]] = []
+        self._history: list[ChatMessage] = []
+        self._lock = asyncio.Lock()
+
+    @property
+    def state(self) -> Any:
+        return self.machine.state
+
+    async def _understand(self, text: str, expecting: Expecting) -> Extraction:
+        st = self.machine.state
+        det = extract(text, self.p.catalog, self.machine.today(), expecting)
+        used_llm = False
+        ex = det
+        need = self.p.use_llm == "always" or not det.resolved
+        if self.llm is not None and need:
+            used_llm = True
+            st.llm_turns += 1
+            got = await self.llm.extract(text, self.machine.now(), st.last_prompt, self._history)
+            if got is None:
+                st.llm_failures += 1
+            else:
+                if det.resolved:
+                    got = _only_new_slots(got, st.slots)
+                ex = det.merged_with(got)
+        self.turn_log.append({"text": text, "extracted": ex.to_json(), "llm": used_llm})
+        self._history.append(ChatMessage("user", text))
+        return ex
+
+    def _on_booked(self, booking: Booking) -> None:
+        if self.p.webhook is not None:
+            payload = booking.to_json(self.p.catalog.service(booking.service).name)
+            payload["call_id"] = self.ctx.session_id
+            self.p.webhook.post(payload)
+
+    async def _emit(self, parts: Sequence[ReplyPart]) -> AsyncIterator[ReplyPart]:
+        said = " ".join(p for p in parts if isinstance(p, str))
+        if said:
+            self._history.append(ChatMessage("assistant", said))
+        for part in parts:
+            yield part
+
+    async def greet(self) -> AsyncIterator[ReplyPart]:
+        async with self._lock:
+            parts = await self.machine.greet()
+        async for part in self._emit(parts):
+            yield part
+
+    async def reply(self, text: str) -> AsyncIterator[ReplyPart]:
+        async with self._lock:
+            parts = await self.machine.reply(text)
+        async for part in self._emit(parts):
+            yield part
+
+    async def on_silence(self, count: int) -> AsyncIterator[ReplyPart]:
+        async with self._lock:
+            parts = await self.machine.silence(count)
+        async for part in self._emit(parts):
+            yield part
+
+    async def close(self, transcript: Sequence[TranscriptLine], reason: str) -> Mapping[str, Any]:
+        st = self.machine.state
+        summary = None
+        if self.ctx.llm is not None and self.p.use_llm != "never" and transcript:
+            summary = await llm_summary(
+                self.ctx.llm, transcript_text(transcript), str(st.slots.to_json())
+            )
+        summary = summary or template_summary(st, self.p.catalog)
+        turns = st.turns
+        stats = {
+            "turns": turns,
+            "llm_turns": st.llm_turns,
+            "llm_failures": st.llm_failures,
+            "llm_share": round(st.llm_turns / turns, 3) if turns else 0.0,
+            "phase": st.phase.value,
+            "path": [t for _, t, _ in st.history],
+        }
+        catalog = self.p.catalog
+        result: dict[str, Any] = {
+            "outcome": st.outcome,
+            "reason": reason,
+            "summary": summary,
+            "slots": st.slots.to_json(),
+            "bookings": [
+                {
+                    k: v
+                    for k, v in st.booking.to_json(catalog.service(st.booking.service).name).items()
+                    if k not in {"status", "created_at"}
+                }
+            ]
+            if st.booking
+            else [],
+            "cancelled": [b.id for b in st.cancelled],
+            **stats,
+        }
+        record = CallRecord(
+            call_id=self.ctx.session_id,
+            started_at=self.started_at,
+            ended_at=self.ctx.clock.now(),
+            outcome=st.outcome,
+            reason=reason,
+            transcript=[{"role": t.role, "text": t.text, "at_ms": t.at_ms} for t in transcript],
+            extracted={"slots": st.slots.to_json(), "turns": self.turn_log},
+            summary=summary,
+            booking_id=st.booking.id if st.booking else None,
+            stats=stats,
+        )
+        try:
+            await self.p.store.save_call(record)
+        except Exception:
+            log.exception("could not store the call record %s", self.ctx.session_id)
+        return result
+
+
+def _only_new_slots(got: Extraction, slots: Slots) -> Extraction:
+    """When the parser understood the turn, the model may only fill slots still empty:
+    it must not overwrite what the caller already settled (hallucination guard)."""
+    return Extraction(
+        service=got.service if slots.service is None else None,
+        master=got.master if slots.master_request is None else None,
+        date=got.date if slots.date is None else None,
+        time=got.time if slots.time is None else None,
+        name=got.name if slots.name is None else None,
+        phone=got.phone if slots.phone is None else None,
+    )
+
+
+def build_provider(domain: Mapping[str, Any], options: Mapping[str, Any]) -> BookingProvider:
+    """The engine's entry point (config `dialogue.factory`)."""
+    return BookingProvider(domain.get("booking") or {}, options)
+
+
+__all__ = ["BookingDialogue", "BookingProvider", "DialogueAction", "build_provider"]

@@ -1,0 +1,162 @@
+"""The salon's catalog (services, masters, hours) built from the `booking:` config section.
+
+Parsed once into frozen dataclasses so the dialogue and availability code never dig in
+dicts and a malformed config fails at start-up.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import time
+from typing import Any
+from zoneinfo import ZoneInfo
+
+DEFAULT_SERVICES: list[dict[str, Any]] = [
+    {
+        "id": "haircut",
+        "name": "Стрижка",
+        "duration_min": 30,
+        "price": 1500,
+        "synonyms": ["стрижка", "подстричься", "постричься", "подстричь", "стричься"],
+    },
+    {
+        "id": "haircut_beard",
+        "name": "Стрижка + борода",
+        "duration_min": 45,
+        "price": 2200,
+        "synonyms": [
+            "стрижка и борода",
+            "стрижка с бородой",
+            "борода",
+            "бороду подровнять",
+            "бритьё",
+        ],
+    },
+    {
+        "id": "styling",
+        "name": "Укладка",
+        "duration_min": 20,
+        "price": 1000,
+        "synonyms": ["укладка", "уложить волосы", "причёска"],
+    },
+]
+DEFAULT_MASTERS: list[dict[str, Any]] = [
+    {"name": n, "services": ["haircut", "haircut_beard", "styling"]}
+    for n in ("Иван", "Петр", "Сергей")
+]
+
+
+def _parse_hhmm(value: Any) -> time:
+    if isinstance(value, time):
+        return value
+    if isinstance(value, int):  # YAML reads 09:00 unquoted as sexagesimal minutes
+        return time(value // 60, value % 60)
+    hh, _, mm = str(value).partition(":")
+    return time(int(hh), int(mm or 0))
+
+
+@dataclass(frozen=True, slots=True)
+class Hours:
+    open: time = time(9, 0)
+    close: time = time(21, 0)
+
+    @classmethod
+    def from_config(cls, raw: Mapping[str, Any] | None, default: Hours | None = None) -> Hours:
+        base = default or cls()
+        if not raw:
+            return base
+        return cls(
+            open=_parse_hhmm(raw.get("open", base.open.strftime("%H:%M"))),
+            close=_parse_hhmm(raw.get("close", base.close.strftime("%H:%M"))),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Service:
+    id: str
+    name: str
+    duration_min: int
+    price: int
+    synonyms: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Master:
+    name: str
+    services: frozenset[str]
+    hours: Hours
+
+
+@dataclass(frozen=True, slots=True)
+class Salon:
+    name: str = "Стиль"
+    address: str = "Москва, улица Пушкина, дом 10"
+    timezone: str = "Europe/Moscow"
+    hours: Hours = field(default_factory=Hours)
+
+    @property
+    def tz(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+
+@dataclass(frozen=True, slots=True)
+class Catalog:
+    salon: Salon
+    services: tuple[Service, ...]
+    masters: tuple[Master, ...]
+    slot_step_min: int = 15
+
+    @classmethod
+    def from_config(cls, section: Mapping[str, Any] | None) -> Catalog:
+        section = section or {}
+        raw_salon = section.get("salon") or {}
+        hours = Hours.from_config(raw_salon.get("hours"))
+        salon = Salon(
+            name=str(raw_salon.get("name", "Стиль")),
+            address=str(raw_salon.get("address", Salon.address)),
+            timezone=str(raw_salon.get("timezone", "Europe/Moscow")),
+            hours=hours,
+        )
+        services = tuple(
+            Service(
+                id=str(s["id"]),
+                name=str(s["name"]),
+                duration_min=int(s.get("duration_min", 30)),
+                price=int(s.get("price", 0)),
+                synonyms=tuple(str(x) for x in s.get("synonyms", ())),
+            )
+            for s in (section.get("services") or DEFAULT_SERVICES)
+        )
+        all_ids = frozenset(s.id for s in services)
+        masters = tuple(
+            Master(
+                name=str(m["name"]),
+                services=frozenset(m.get("services") or all_ids),
+                hours=Hours.from_config(m.get("hours"), hours),
+            )
+            for m in (section.get("masters") or DEFAULT_MASTERS)
+        )
+        return cls(
+            salon=salon,
+            services=services,
+            masters=masters,
+            slot_step_min=int(section.get("slot_step_min", 15)),
+        )
+
+    def service(self, service_id: str) -> Service:
+        for s in self.services:
+            if s.id == service_id:
+                return s
+        raise KeyError(service_id)
+
+    def master(self, name: str) -> Master:
+        for m in self.masters:
+            if m.name.casefold() == name.casefold():
+                return m
+        raise KeyError(name)
+
+    def masters_for(self, service_id: str, only: str | None = None) -> Sequence[Master]:
+        return [
+            m for m in self.masters if service_id in m.services and (only is None or m.name == only)
+        ]

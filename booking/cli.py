@@ -1,0 +1,59 @@
+"""`voicebot bookings list|cancel` and `voicebot diagram` (flags parsed in voicebot/cli.py)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from datetime import date, datetime, time, timedelta
+
+from booking.catalog import Catalog
+from booking.extract.phone import format_phone
+from booking.store.base import open_store
+from voicebot.config import load_config
+
+DEFAULT_STORE = "sqlite:///data/voicebot.sqlite3"
+
+
+async def run_cli(args: argparse.Namespace) -> int:
+    section = load_config(getattr(args, "config", None)).domain.get("booking") or {}
+    catalog = Catalog.from_config(section)
+    url = getattr(args, "store", None) or section.get("store") or DEFAULT_STORE
+    store = open_store(str(url))
+    await store.open()
+    try:
+        if args.bookings_command == "cancel":
+            done = await store.cancel(args.id)
+            if done is None:
+                print(f"no active booking {args.id}", file=sys.stderr)
+                return 1
+            print(f"cancelled {done.id}")
+            return 0
+        if args.date:
+            day = date.fromisoformat(args.date)
+            start = datetime.combine(day, time(0), tzinfo=catalog.salon.tz)
+            bookings = list(await store.list_between(start, start + timedelta(days=1)))
+        else:
+            bookings = list(await store.list_all())
+        names = {s.id: s.name for s in catalog.services}
+        if args.json:
+            out = [b.to_json(names.get(b.service)) for b in bookings]
+            print(json.dumps(out, ensure_ascii=False, indent=2))
+        else:
+            for b in bookings:
+                print(
+                    f"{b.id}  {b.start:%Y-%m-%d %H:%M}-{b.end:%H:%M}  {b.master:<8} "
+                    f"{names.get(b.service, b.service):<18} {b.name}  {format_phone(b.phone)}"
+                )
+            if not bookings:
+                print("no bookings")
+        return 0
+    finally:
+        await store.close()
+
+
+def run_diagram(args: argparse.Namespace) -> int:
+    from booking.diagram import mermaid
+
+    print(mermaid(), end="")
+    return 0

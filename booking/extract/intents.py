@@ -1,0 +1,167 @@
+"""Yes/no answers, picks among offered options, and global intents (questions, handoff,
+goodbye, start over, cancel a booking). Phrase lists are plain data: easy to extend."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from booking.extract.text import lemma, tokenize
+
+YES = {
+    "да",
+    "ага",
+    "угу",
+    "верно",
+    "правильно",
+    "конечно",
+    "точно",
+    "подтверждаю",
+    "согласен",
+    "согласна",
+    "хорошо",
+    "давайте",
+    "давай",
+    "отлично",
+    "ок",
+    "окей",
+    "записывайте",
+    "записывай",
+    "годится",
+    "подходит",
+    "устраивает",
+    "можно",
+}
+NO = {"нет", "неверно", "неправильно", "неа", "не-а"}
+_NOT_OK = {"так", "подходит", "верно", "правильно", "устраивает", "надо", "нужно", "совсем"}
+
+INTENT_PHRASES: dict[str, tuple[str, ...]] = {
+    "human": (
+        "администратор",
+        "оператор",
+        "живой человек",
+        "живым человеком",
+        "с человеком",
+        "соедините",
+        "позовите",
+        "менеджер",
+        "переключите",
+    ),
+    "goodbye": (
+        "до свидания",
+        "всего доброго",
+        "всего хорошего",
+        "передумал",
+        "передумала",
+        "не буду записываться",
+        "ничего не надо",
+        "ничего не нужно",
+        "не надо ничего",
+        "отбой",
+        "прощайте",
+    ),
+    "restart": (
+        "сначала",
+        "заново",
+        "с начала",
+        "начнем снова",
+        "начать снова",
+    ),
+    "price": ("сколько стоит", "сколько стоят", "цена", "цены", "стоимость", "прайс", "почем"),
+    "hours": (
+        "до скольки",
+        "во сколько вы открываетесь",
+        "во сколько открываетесь",
+        "во сколько закрываетесь",
+        "часы работы",
+        "режим работы",
+        "график работы",
+        "время работы",
+        "когда вы работаете",
+        "когда работаете",
+        "как вы работаете",
+        "вы работаете",
+        "открыты",
+    ),
+    "address": (
+        "адрес",
+        "где вы находитесь",
+        "где находитесь",
+        "где вы",
+        "как добраться",
+        "как вас найти",
+        "где находится",
+        "куда ехать",
+        "куда подъехать",
+    ),
+    "services": ("какие услуги", "что вы делаете", "что у вас есть", "какие у вас услуги"),
+    "free_times": (
+        "какое время свободно",
+        "когда свободно",
+        "есть свободное",
+        "свободные окна",
+        "свободное время",
+        "какое есть время",
+        "что есть свободного",
+        "когда можно",
+        "какие есть окна",
+        "когда есть время",
+    ),
+}
+_CANCEL_VERBS = {"отменить", "отмена", "отменять", "отмениться"}
+_CANCEL_OBJECTS = {"запись", "бронь", "бронирование", "визит", "мой", "свой"}
+ORDINAL_CHOICES = {
+    "первый": 0,
+    "второй": 1,
+    "третий": 2,
+    "последний": -1,
+    "ранний": 0,
+    "поздний": -1,
+}
+
+
+def _folded_words(text: str) -> str:
+    return " " + " ".join(t.norm for t in tokenize(text)) + " "
+
+
+def find_answer(text: str) -> Literal["yes", "no"] | None:
+    """The first decisive word: «нет, не в 3» is a no; «да, но в 4» a yes (plus a change)."""
+    toks = tokenize(text)
+    for i, t in enumerate(toks[:4]):
+        if t.norm in NO:
+            return "no"
+        if t.norm == "не" and i + 1 < len(toks) and toks[i + 1].norm in _NOT_OK:
+            return "no"
+        if t.norm in YES:
+            # «давайте в 4» is a request, not a confirmation; still yes-ish.
+            return "yes"
+        if t.norm in {"все", "всё"} and i + 1 < len(toks) and toks[i + 1].norm in YES:
+            return "yes"
+    return None
+
+
+def find_intents(text: str) -> frozenset[str]:
+    low = _folded_words(text)
+    lems = {lemma(t.norm) for t in tokenize(text)}
+    found = {
+        intent
+        for intent, phrases in INTENT_PHRASES.items()
+        if any(f" {p} " in low or (" " not in p and lemma(p) in lems) for p in phrases)
+    }
+    if lems & _CANCEL_VERBS and (lems & _CANCEL_OBJECTS or "хотеть" in lems or len(lems) <= 2):
+        found.add("cancel_booking")
+    toks = tokenize(text)
+    norms = {t.norm for t in toks}
+    if "сколько" in norms and norms & {"стоит", "стоят", "стоить", "стоило", "обойдется"}:
+        found.add("price")
+    if toks and toks[-1].norm == "пока":  # «ну всё, пока», but not «пока не знаю»
+        found.add("goodbye")
+    return frozenset(found)
+
+
+def find_choice(text: str) -> int | None:
+    """An ordinal pick among offered options («давайте второй» → 1; «последний» → -1)."""
+    for t in tokenize(text):
+        idx = ORDINAL_CHOICES.get(lemma(t.norm))
+        if idx is not None:
+            return idx
+    return None

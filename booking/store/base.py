@@ -1,0 +1,62 @@
+"""The booking store interface; backends are chosen by URL (`open_store`)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Protocol
+
+from booking.models import Booking, CallRecord, NewBooking
+
+
+class BookingStore(Protocol):
+    async def open(self) -> None:
+        """Connect and create the schema if missing."""
+        ...
+
+    async def close(self) -> None: ...
+
+    async def create(self, booking: NewBooking) -> Booking:
+        """Commit a booking durably, or raise `SlotTaken`.
+
+        Idempotent per call: a second create with the same `call_id` returns the
+        first (still active) booking unchanged.
+        """
+        ...
+
+    async def list_between(
+        self, start: datetime, end: datetime, *, master: str | None = None
+    ) -> Sequence[Booking]:
+        """Active bookings that overlap [start, end)."""
+        ...
+
+    async def list_all(self, *, include_cancelled: bool = False) -> Sequence[Booking]: ...
+
+    async def get(self, booking_id: str) -> Booking | None: ...
+
+    async def find_by_phone(
+        self, phone: str, *, after: datetime | None = None
+    ) -> Sequence[Booking]:
+        """Active bookings for a phone (E.164), ending after `after` when given."""
+        ...
+
+    async def cancel(self, booking_id: str) -> Booking | None:
+        """Mark cancelled; returns the booking, or None if no active one has this id."""
+        ...
+
+    async def save_call(self, record: CallRecord) -> None: ...
+
+    async def get_call(self, call_id: str) -> CallRecord | None: ...
+
+
+def open_store(url: str) -> BookingStore:
+    """Pick a backend by URL scheme (not yet connected: call `open()`)."""
+    if url.startswith("sqlite:"):
+        from booking.store.sqlite import SqliteStore
+
+        return SqliteStore.from_url(url)
+    if url.startswith(("postgresql:", "postgres:")):
+        from booking.store.postgres import PostgresStore
+
+        return PostgresStore(url)
+    raise ValueError(f"unsupported booking store URL scheme: {url.split(':', 1)[0]!r}")

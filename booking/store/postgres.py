@@ -1,0 +1,250 @@
+"""PostgreSQL backend (psycopg 3, async) for several server processes.
+
+The database itself refuses double bookings: an exclusion constraint over
+(master, tstzrange(start_at, end_at)) among active rows, so concurrent inserts from any
+number of processes cannot both succeed. Idempotency per call is a partial unique index.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import psycopg
+from psycopg import errors
+from psycopg_pool import AsyncConnectionPool
+
+from booking.models import Booking, CallRecord, NewBooking, SlotTaken, StoreError, new_booking_id
+
+SCHEMA = [
+    "CREATE EXTENSION IF NOT EXISTS btree_gist",
+    """CREATE TABLE IF NOT EXISTS bookings (
+        id TEXT PRIMARY KEY,
+        call_id TEXT,
+        service TEXT NOT NULL,
+        master TEXT NOT NULL,
+        start_at TIMESTAMPTZ NOT NULL,
+        end_at TIMESTAMPTZ NOT NULL,
+        tz TEXT NOT NULL,
+        name TEXT NOT NULL,
+        phone TEXT NOT NULL,
+        status TEXT NOT NULL DEFAULT 'active',
+        created_at TIMESTAMPTZ NOT NULL DEFAULT now(),
+        CHECK (end_at > start_at),
+        CONSTRAINT bookings_no_overlap EXCLUDE USING gist
+            (master WITH =, tstzrange(start_at, end_at) WITH &&) WHERE (status = 'active')
+    )""",
+    """CREATE UNIQUE INDEX IF NOT EXISTS bookings_call_active
+        ON bookings(call_id) WHERE status = 'active' AND call_id IS NOT NULL""",
+    "CREATE INDEX IF NOT EXISTS bookings_phone ON bookings(phone)",
+    """CREATE TABLE IF NOT EXISTS calls (
+        call_id TEXT PRIMARY KEY,
+        started_at TIMESTAMPTZ NOT NULL,
+        ended_at TIMESTAMPTZ NOT NULL,
+        outcome TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        transcript JSONB NOT NULL,
+        extracted JSONB NOT NULL,
+        summary TEXT NOT NULL,
+        booking_id TEXT,
+        stats JSONB NOT NULL DEFAULT '{}'
+    )""",
+]
+
+_COLS = "id, call_id, service, master, start_at, end_at, tz, name, phone, status, created_at"
+
+
+def _tz_name(dt: datetime) -> str:
+    key = getattr(dt.tzinfo, "key", None)
+    return key or "UTC"
+
+
+def _row_to_booking(row: Sequence[Any]) -> Booking:
+    tz = ZoneInfo(row[6])
+    return Booking(
+        id=row[0],
+        call_id=row[1],
+        service=row[2],
+        master=row[3],
+        start=row[4].astimezone(tz),
+        end=row[5].astimezone(tz),
+        name=row[7],
+        phone=row[8],
+        status=row[9],
+        created_at=row[10].astimezone(tz),
+    )
+
+
+class PostgresStore:
+    def __init__(self, url: str, *, max_size: int = 10) -> None:
+        self.url = url
+        self._max_size = max_size
+        self._pool: AsyncConnectionPool | None = None
+
+    @property
+    def pool(self) -> AsyncConnectionPool:
+        if self._pool is None:
+            raise StoreError("store is not open")
+        return self._pool
+
+    async def open(self) -> None:
+        if self._pool is not None:
+            return
+        pool = AsyncConnectionPool(
+            self.url, min_size=1, max_size=self._max_size, open=False, kwargs={"autocommit": True}
+        )
+        await pool.open(wait=True, timeout=15)
+        async with pool.connection() as conn:
+            # Serialize schema creation across processes starting at once.
+            async with conn.transaction():
+                await conn.execute("SELECT pg_advisory_xact_lock(74201)")
+                for stmt in SCHEMA:
+                    await conn.execute(stmt)
+        self._pool = pool
+
+    async def close(self) -> None:
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            await pool.close()
+
+    async def _by_call(self, conn: psycopg.AsyncConnection, call_id: str) -> Booking | None:
+        cur = await conn.execute(
+            f"SELECT {_COLS} FROM bookings WHERE call_id = %s AND status = 'active'", (call_id,)
+        )
+        row = await cur.fetchone()
+        return _row_to_booking(row) if row else None
+
+    async def create(self, booking: NewBooking) -> Booking:
+        async with self.pool.connection() as conn:
+            if booking.call_id is not None:
+                existing = await self._by_call(conn, booking.call_id)
+                if existing is not None:
+                    return existing
+            for _ in range(10):
+                bid = new_booking_id()
+                try:
+                    cur = await conn.execute(
+                        "INSERT INTO bookings (id, call_id, service, master, start_at, end_at,"
+                        " tz, name, phone) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)"
+                        f" RETURNING {_COLS}",
+                        (
+                            bid,
+                            booking.call_id,
+                            booking.service,
+                            booking.master,
+                            booking.start,
+                            booking.end,
+                            _tz_name(booking.start),
+                            booking.name,
+                            booking.phone,
+                        ),
+                    )
+                except errors.ExclusionViolation as e:
+                    raise SlotTaken(
+                        f"{booking.master} is busy at {booking.start.isoformat()}"
+                    ) from e
+                except errors.UniqueViolation as e:
+                    if booking.call_id is not None and "call" in str(e.diag.constraint_name):
+                        existing = await self._by_call(conn, booking.call_id)
+                        if existing is not None:
+                            return existing
+                    continue  # id collision: draw another
+                row = await cur.fetchone()
+                assert row is not None
+                return _row_to_booking(row)
+            raise StoreError("could not allocate a booking id")
+
+    async def _query(self, sql: str, params: Sequence[Any] = ()) -> list[Booking]:
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(sql, params)
+            return [_row_to_booking(r) for r in await cur.fetchall()]
+
+    async def list_between(
+        self, start: datetime, end: datetime, *, master: str | None = None
+    ) -> Sequence[Booking]:
+        sql = (
+            f"SELECT {_COLS} FROM bookings WHERE status = 'active'"
+            " AND start_at < %s AND end_at > %s"
+        )
+        params: list[Any] = [end, start]
+        if master is not None:
+            sql += " AND master = %s"
+            params.append(master)
+        return await self._query(sql + " ORDER BY start_at, master", params)
+
+    async def list_all(self, *, include_cancelled: bool = False) -> Sequence[Booking]:
+        where = "" if include_cancelled else " WHERE status = 'active'"
+        return await self._query(f"SELECT {_COLS} FROM bookings{where} ORDER BY start_at, master")
+
+    async def get(self, booking_id: str) -> Booking | None:
+        rows = await self._query(f"SELECT {_COLS} FROM bookings WHERE id = %s", (booking_id,))
+        return rows[0] if rows else None
+
+    async def find_by_phone(
+        self, phone: str, *, after: datetime | None = None
+    ) -> Sequence[Booking]:
+        sql = f"SELECT {_COLS} FROM bookings WHERE phone = %s AND status = 'active'"
+        params: list[Any] = [phone]
+        if after is not None:
+            sql += " AND end_at > %s"
+            params.append(after)
+        return await self._query(sql + " ORDER BY start_at", params)
+
+    async def cancel(self, booking_id: str) -> Booking | None:
+        rows = await self._query(
+            f"UPDATE bookings SET status = 'cancelled' WHERE id = %s AND status = 'active'"
+            f" RETURNING {_COLS}",
+            (booking_id,),
+        )
+        return rows[0] if rows else None
+
+    async def save_call(self, record: CallRecord) -> None:
+        async with self.pool.connection() as conn:
+            await conn.execute(
+                "INSERT INTO calls (call_id, started_at, ended_at, outcome, reason, transcript,"
+                " extracted, summary, booking_id, stats)"
+                " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+                " ON CONFLICT (call_id) DO UPDATE SET ended_at = EXCLUDED.ended_at,"
+                " outcome = EXCLUDED.outcome, reason = EXCLUDED.reason,"
+                " transcript = EXCLUDED.transcript, extracted = EXCLUDED.extracted,"
+                " summary = EXCLUDED.summary, booking_id = EXCLUDED.booking_id,"
+                " stats = EXCLUDED.stats",
+                (
+                    record.call_id,
+                    record.started_at,
+                    record.ended_at,
+                    record.outcome,
+                    record.reason,
+                    json.dumps(record.transcript, ensure_ascii=False),
+                    json.dumps(record.extracted, ensure_ascii=False),
+                    record.summary,
+                    record.booking_id,
+                    json.dumps(record.stats, ensure_ascii=False),
+                ),
+            )
+
+    async def get_call(self, call_id: str) -> CallRecord | None:
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(
+                "SELECT call_id, started_at, ended_at, outcome, reason, transcript, extracted,"
+                " summary, booking_id, stats FROM calls WHERE call_id = %s",
+                (call_id,),
+            )
+            row = await cur.fetchone()
+        if row is None:
+            return None
+        return CallRecord(
+            call_id=row[0],
+            started_at=row[1],
+            ended_at=row[2],
+            outcome=row[3],
+            reason=row[4],
+            transcript=row[5],
+            extracted=row[6],
+            summary=row[7],
+            booking_id=row[8],
+            stats=row[9],
+        )

@@ -1,0 +1,293 @@
+"""SQLite backend: the embedded default.
+
+Double booking is prevented by doing the overlap check and the insert inside one
+`BEGIN IMMEDIATE` transaction: SQLite admits one writer at a time across all processes,
+so the check cannot race. Blocking calls run in a worker thread (`asyncio.to_thread`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+import threading
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+from booking.models import Booking, CallRecord, NewBooking, SlotTaken, StoreError, new_booking_id
+
+T = TypeVar("T")
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS bookings (
+    id TEXT PRIMARY KEY,
+    call_id TEXT,
+    service TEXT NOT NULL,
+    master TEXT NOT NULL,
+    start_at TEXT NOT NULL,
+    end_at TEXT NOT NULL,
+    start_ts INTEGER NOT NULL,
+    end_ts INTEGER NOT NULL,
+    name TEXT NOT NULL,
+    phone TEXT NOT NULL,
+    status TEXT NOT NULL DEFAULT 'active',
+    created_at TEXT NOT NULL,
+    CHECK (end_ts > start_ts)
+);
+CREATE UNIQUE INDEX IF NOT EXISTS bookings_call_active
+    ON bookings(call_id) WHERE status = 'active' AND call_id IS NOT NULL;
+CREATE INDEX IF NOT EXISTS bookings_master_time ON bookings(master, start_ts, end_ts);
+CREATE INDEX IF NOT EXISTS bookings_phone ON bookings(phone);
+CREATE TABLE IF NOT EXISTS calls (
+    call_id TEXT PRIMARY KEY,
+    started_at TEXT NOT NULL,
+    ended_at TEXT NOT NULL,
+    outcome TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    transcript TEXT NOT NULL,
+    extracted TEXT NOT NULL,
+    summary TEXT NOT NULL,
+    booking_id TEXT,
+    stats TEXT NOT NULL DEFAULT '{}'
+);
+"""
+
+_COLS = "id, call_id, service, master, start_at, end_at, name, phone, status, created_at"
+
+
+def _row_to_booking(row: Sequence[Any]) -> Booking:
+    return Booking(
+        id=row[0],
+        call_id=row[1],
+        service=row[2],
+        master=row[3],
+        start=datetime.fromisoformat(row[4]),
+        end=datetime.fromisoformat(row[5]),
+        name=row[6],
+        phone=row[7],
+        status=row[8],
+        created_at=datetime.fromisoformat(row[9]),
+    )
+
+
+class SqliteStore:
+    def __init__(self, path: str | Path) -> None:
+        self.path = str(path)
+        self._conn: sqlite3.Connection | None = None
+        self._lock = threading.Lock()
+
+    @classmethod
+    def from_url(cls, url: str) -> SqliteStore:
+        # sqlite:///relative/path, sqlite:////absolute/path, sqlite:///:memory:
+        rest = url.split(":", 1)[1]
+        if rest.startswith("///"):
+            rest = rest[3:]
+        elif rest.startswith("//"):
+            rest = rest[2:]
+        if not rest:
+            raise ValueError("sqlite URL needs a path, e.g. sqlite:///data/voicebot.sqlite3")
+        return cls(rest)
+
+    async def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        def call() -> T:
+            with self._lock:
+                if self._conn is None:
+                    raise StoreError("store is not open")
+                return fn(self._conn)
+
+        return await asyncio.to_thread(call)
+
+    async def open(self) -> None:
+        def connect() -> sqlite3.Connection:
+            if self.path != ":memory:":
+                Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+            conn = sqlite3.connect(
+                self.path, timeout=30.0, isolation_level=None, check_same_thread=False
+            )
+            conn.execute("PRAGMA busy_timeout = 30000")
+            if self.path != ":memory:":
+                conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute("PRAGMA synchronous = FULL")
+            conn.executescript(SCHEMA)
+            return conn
+
+        if self._conn is None:
+            self._conn = await asyncio.to_thread(connect)
+
+    async def close(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            await asyncio.to_thread(conn.close)
+
+    async def create(self, booking: NewBooking) -> Booking:
+        def tx(conn: sqlite3.Connection) -> Booking:
+            start_ts, end_ts = int(booking.start.timestamp()), int(booking.end.timestamp())
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                if booking.call_id is not None:
+                    row = conn.execute(
+                        f"SELECT {_COLS} FROM bookings WHERE call_id = ? AND status = 'active'",
+                        (booking.call_id,),
+                    ).fetchone()
+                    if row is not None:
+                        conn.execute("COMMIT")
+                        return _row_to_booking(row)
+                clash = conn.execute(
+                    "SELECT id FROM bookings WHERE master = ? AND status = 'active'"
+                    " AND start_ts < ? AND end_ts > ? LIMIT 1",
+                    (booking.master, end_ts, start_ts),
+                ).fetchone()
+                if clash is not None:
+                    raise SlotTaken(f"{booking.master} is busy at {booking.start.isoformat()}")
+                created = datetime.now(booking.start.tzinfo).replace(microsecond=0)
+                for _ in range(10):
+                    bid = new_booking_id()
+                    if not conn.execute("SELECT 1 FROM bookings WHERE id = ?", (bid,)).fetchone():
+                        break
+                conn.execute(
+                    f"INSERT INTO bookings ({_COLS}, start_ts, end_ts)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'active', ?, ?, ?)",
+                    (
+                        bid,
+                        booking.call_id,
+                        booking.service,
+                        booking.master,
+                        booking.start.isoformat(),
+                        booking.end.isoformat(),
+                        booking.name,
+                        booking.phone,
+                        created.isoformat(),
+                        start_ts,
+                        end_ts,
+                    ),
+                )
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            return Booking(
+                id=bid,
+                call_id=booking.call_id,
+                service=booking.service,
+                master=booking.master,
+                start=booking.start,
+                end=booking.end,
+                name=booking.name,
+                phone=booking.phone,
+                status="active",
+                created_at=created,
+            )
+
+        return await self._run(tx)
+
+    async def list_between(
+        self, start: datetime, end: datetime, *, master: str | None = None
+    ) -> Sequence[Booking]:
+        sql = (
+            f"SELECT {_COLS} FROM bookings WHERE status = 'active' AND start_ts < ? AND end_ts > ?"
+        )
+        params: list[Any] = [int(end.timestamp()), int(start.timestamp())]
+        if master is not None:
+            sql += " AND master = ?"
+            params.append(master)
+        sql += " ORDER BY start_ts, master"
+        return await self._run(
+            lambda c: [_row_to_booking(r) for r in c.execute(sql, params).fetchall()]
+        )
+
+    async def list_all(self, *, include_cancelled: bool = False) -> Sequence[Booking]:
+        where = "" if include_cancelled else " WHERE status = 'active'"
+        sql = f"SELECT {_COLS} FROM bookings{where} ORDER BY start_ts, master"
+        return await self._run(lambda c: [_row_to_booking(r) for r in c.execute(sql).fetchall()])
+
+    async def get(self, booking_id: str) -> Booking | None:
+        def q(c: sqlite3.Connection) -> Booking | None:
+            row = c.execute(f"SELECT {_COLS} FROM bookings WHERE id = ?", (booking_id,)).fetchone()
+            return _row_to_booking(row) if row else None
+
+        return await self._run(q)
+
+    async def find_by_phone(
+        self, phone: str, *, after: datetime | None = None
+    ) -> Sequence[Booking]:
+        after_ts = int(after.timestamp()) if after else -(2**62)
+        sql = (
+            f"SELECT {_COLS} FROM bookings WHERE phone = ? AND status = 'active'"
+            " AND end_ts > ? ORDER BY start_ts"
+        )
+        return await self._run(
+            lambda c: [_row_to_booking(r) for r in c.execute(sql, (phone, after_ts)).fetchall()]
+        )
+
+    async def cancel(self, booking_id: str) -> Booking | None:
+        def tx(c: sqlite3.Connection) -> Booking | None:
+            c.execute("BEGIN IMMEDIATE")
+            try:
+                row = c.execute(
+                    f"SELECT {_COLS} FROM bookings WHERE id = ? AND status = 'active'",
+                    (booking_id,),
+                ).fetchone()
+                if row is None:
+                    c.execute("COMMIT")
+                    return None
+                c.execute("UPDATE bookings SET status = 'cancelled' WHERE id = ?", (booking_id,))
+                c.execute("COMMIT")
+            except BaseException:
+                c.execute("ROLLBACK")
+                raise
+            b = _row_to_booking(row)
+            return Booking(**{**_asdict(b), "status": "cancelled"})
+
+        return await self._run(tx)
+
+    async def save_call(self, record: CallRecord) -> None:
+        def tx(c: sqlite3.Connection) -> None:
+            c.execute(
+                "INSERT OR REPLACE INTO calls (call_id, started_at, ended_at, outcome, reason,"
+                " transcript, extracted, summary, booking_id, stats)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    record.call_id,
+                    record.started_at.isoformat(),
+                    record.ended_at.isoformat(),
+                    record.outcome,
+                    record.reason,
+                    json.dumps(record.transcript, ensure_ascii=False),
+                    json.dumps(record.extracted, ensure_ascii=False),
+                    record.summary,
+                    record.booking_id,
+                    json.dumps(record.stats, ensure_ascii=False),
+                ),
+            )
+
+        await self._run(tx)
+
+    async def get_call(self, call_id: str) -> CallRecord | None:
+        def q(c: sqlite3.Connection) -> CallRecord | None:
+            row = c.execute(
+                "SELECT call_id, started_at, ended_at, outcome, reason, transcript, extracted,"
+                " summary, booking_id, stats FROM calls WHERE call_id = ?",
+                (call_id,),
+            ).fetchone()
+            if row is None:
+                return None
+            return CallRecord(
+                call_id=row[0],
+                started_at=datetime.fromisoformat(row[1]),
+                ended_at=datetime.fromisoformat(row[2]),
+                outcome=row[3],
+                reason=row[4],
+                transcript=json.loads(row[5]),
+                extracted=json.loads(row[6]),
+                summary=row[7],
+                booking_id=row[8],
+                stats=json.loads(row[9]),
+            )
+
+        return await self._run(q)
+
+
+def _asdict(b: Booking) -> dict[str, Any]:
+    return {f: getattr(b, f) for f in Booking.__slots__}

@@ -1,0 +1,214 @@
+"""The provider as the engine sees it: caller id, webhook, stored call record, concurrent
+calls on one slot, the generated diagram and the CLI."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from booking.bot import build_provider
+from booking.cli import run_cli
+from booking.diagram import DOC_PATH, document, mermaid
+from booking.machine import TRANSITIONS
+from booking.state import Phase
+from booking.store.base import open_store
+from booking.textsim import run_dialogue
+from voicebot.clock import VirtualClock
+from voicebot.config import load_config
+from voicebot.dialogue import CallContext, DialogueAction
+
+NOW = "2026-11-23T10:00:00+03:00"
+
+
+def test_committed_diagram_matches_the_machine() -> None:
+    assert DOC_PATH.read_text(encoding="utf-8") == document()
+    text = mermaid()
+    for phase in Phase:
+        assert phase.name in text
+    assert len(TRANSITIONS) > 20
+
+
+def test_every_phase_is_reachable_and_terminals_exist() -> None:
+    reach = {Phase.GREETING}
+    changed = True
+    while changed:
+        changed = False
+        for t in TRANSITIONS:
+            if t.source in reach and t.target not in reach:
+                reach.add(t.target)
+                changed = True
+    assert reach == set(Phase)
+
+
+async def test_caller_id_prefills_phone_and_is_read_back(tmp_path: Path) -> None:
+    spec = {
+        "name": "caller_id",
+        "now": NOW,
+        "caller": ["Стрижка завтра в 15:00, меня зовут Анна", "Да"],
+    }
+    run = await run_dialogue(spec, f"sqlite:///{tmp_path}/s.sqlite3", caller_id="89161234567")
+    assert any("+7 916 123-45-67. Всё верно?" in line for line in run.bot_lines)
+    (b,) = run.bookings
+    assert b["phone"] == "+79161234567"
+
+
+async def test_cancel_uses_caller_id(tmp_path: Path) -> None:
+    spec = {
+        "name": "cancel_caller_id",
+        "now": NOW,
+        "setup": {
+            "bookings": [
+                {
+                    "service": "styling",
+                    "master": "Петр",
+                    "start": "2026-11-25T12:00:00+03:00",
+                    "name": "Олег",
+                    "phone": "+79160000000",
+                }
+            ]
+        },
+        "caller": ["Хочу отменить свою запись", "Да"],
+    }
+    run = await run_dialogue(spec, f"sqlite:///{tmp_path}/s.sqlite3", caller_id="+79160000000")
+    assert run.summary["outcome"] == "cancelled"
+    (action,) = [a for a in run.actions if a.kind == "booking_cancelled"]
+    assert action.data["master"] == "Петр"
+    store = open_store(f"sqlite:///{tmp_path}/s.sqlite3")
+    await store.open()
+    try:
+        assert await store.list_all() == []
+    finally:
+        await store.close()
+
+
+async def test_call_record_is_stored(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/s.sqlite3"
+    spec = {
+        "name": "record",
+        "now": NOW,
+        "caller": ["Укладка завтра в 12:00, я Ольга, телефон 89031112233", "Да"],
+    }
+    run = await run_dialogue(spec, url)
+    store = open_store(url)
+    await store.open()
+    try:
+        rec = await store.get_call("test-record")
+    finally:
+        await store.close()
+    assert rec is not None and rec.outcome == "booked"
+    assert rec.booking_id == run.bookings[0]["id"]
+    assert "Ольга" in rec.summary and rec.transcript[0]["role"] == "bot"
+    assert rec.extracted["slots"]["service"] == "styling"
+    assert rec.stats["llm_share"] == 0.0
+
+
+async def test_twenty_simultaneous_calls_one_booking(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/s.sqlite3"
+    provider = build_provider(load_config().domain, {"store": url})
+    await provider.start()
+    try:
+
+        async def call(i: int) -> list[Any]:
+            ctx = CallContext(f"c{i}", VirtualClock(datetime.fromisoformat(NOW)))
+            d = provider.new_dialogue(ctx)
+            parts = [p async for p in d.greet()]
+            for text in [
+                f"Стрижка к Ивану завтра в 15:00, меня зовут Анна, телефон +7 916 000-00-{i:02d}",
+                "Да",
+            ]:
+                parts += [p async for p in d.reply(text)]
+            return parts
+
+        results = await asyncio.gather(*(call(i) for i in range(20)))
+        booked = [
+            p
+            for parts in results
+            for p in parts
+            if isinstance(p, DialogueAction) and p.kind == "booking"
+        ]
+        assert len(booked) == 1
+        # Everyone else heard that the time is taken (at the check, or at commit time).
+        losers = [parts for parts in results if not any(p in booked for p in parts)]
+        assert len(losers) == 19
+        for parts in losers:
+            said = " ".join(str(p) for p in parts)
+            assert "только что заняли" in said or "мастер Иван занят" in said
+            assert "Могу предложить" in said
+        assert len(await provider.store.list_all()) == 1
+    finally:
+        await provider.aclose()
+
+
+async def test_webhook_posted_in_background(tmp_path: Path) -> None:
+    got: list[dict[str, Any]] = []
+
+    async def hook(request: web.Request) -> web.Response:
+        got.append(await request.json())
+        return web.Response(text="ok")
+
+    app = web.Application()
+    app.router.add_post("/hook", hook)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    try:
+        run = await run_dialogue(
+            {
+                "name": "hook",
+                "now": NOW,
+                "caller": ["Стрижка завтра в 15:00, я Анна, 89161234567", "Да"],
+            },
+            f"sqlite:///{tmp_path}/s.sqlite3",
+            booking_overrides={"webhook_url": f"http://127.0.0.1:{port}/hook"},
+        )
+    finally:
+        await runner.cleanup()
+    assert len(got) == 1
+    assert got[0]["id"] == run.bookings[0]["id"] and got[0]["phone"] == "+79161234567"
+
+
+async def test_failing_webhook_does_not_break_the_call(tmp_path: Path) -> None:
+    run = await run_dialogue(
+        {
+            "name": "badhook",
+            "now": NOW,
+            "caller": ["Стрижка завтра в 15:00, я Анна, 89161234567", "Да"],
+        },
+        f"sqlite:///{tmp_path}/s.sqlite3",
+        booking_overrides={"webhook_url": "http://127.0.0.1:9/nothing-listens"},
+    )
+    assert run.summary["outcome"] == "booked"
+
+
+async def test_cli_list_and_cancel(tmp_path: Path, capsys: Any) -> None:
+    url = f"sqlite:///{tmp_path}/s.sqlite3"
+    run = await run_dialogue(
+        {
+            "name": "cli",
+            "now": NOW,
+            "caller": ["Стрижка завтра в 15:00, я Анна, 89161234567", "Да"],
+        },
+        url,
+    )
+    bid = run.bookings[0]["id"]
+    ns = argparse.Namespace(
+        bookings_command="list", date="2026-11-24", json=True, store=url, config=None
+    )
+    assert await run_cli(ns) == 0
+    listed = json.loads(capsys.readouterr().out)
+    assert [b["id"] for b in listed] == [bid]
+    assert listed[0]["service_name"] == "Стрижка" and listed[0]["start"].endswith("+03:00")
+    ns = argparse.Namespace(bookings_command="cancel", id=bid, store=url, config=None)
+    assert await run_cli(ns) == 0
+    assert await run_cli(ns) == 1
+    ns = argparse.Namespace(bookings_command="list", date=None, json=True, store=url, config=None)
+    await run_cli(ns)
+    assert json.loads(capsys.readouterr().out.split("\n", 1)[1]) == []

@@ -1,0 +1,279 @@
+"""`voicebot serve`: the browser demo, its call WebSocket, and the telephony endpoints.
+
+One aiohttp app, one process-wide `Runtime` (providers shared by every call). With no
+Yandex Cloud credentials the runtime runs on the in-process emulator; we say so in the
+log and in every `ready`, so nobody mistakes the emulator's scripted transcript for
+real recognition. Nothing from the configuration reaches the page except what
+`/api/info` and `ready` list explicitly: no secret can leak by accident.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import signal
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+
+from voicebot.config import Config, load_config
+from voicebot.transports.browser import (
+    BrowserCall,
+    BrowserLimits,
+    BrowserSession,
+    BrowserTransport,
+    SessionFactory,
+    StartRequest,
+    refuse_busy,
+)
+
+if TYPE_CHECKING:
+    from voicebot.runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
+
+RUNTIME_KEY = web.AppKey("runtime", Any)
+CALLS_KEY = web.AppKey("browser_calls", set)
+FACTORY_KEY = web.AppKey("session_factory", Any)
+
+# The page loads only its own assets and talks only to its own origin.
+CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "connect-src 'self' ws: wss:; media-src 'self' blob:; object-src 'none'; "
+    "base-uri 'none'; frame-ancestors 'none'"
+)
+
+
+def default_session_factory(runtime: Runtime) -> SessionFactory:
+    def new_session(transport: BrowserTransport, start: StartRequest) -> BrowserSession:
+        metadata = {"language": start.language} if start.language else None
+        return runtime.new_session(transport, channel="browser", metadata=metadata)
+
+    return new_session
+
+
+def create_app(
+    runtime: Runtime, *, session_factory: SessionFactory | None = None
+) -> web.Application:
+    """The web app around a ready runtime; `session_factory` lets tests script the STT."""
+    app = web.Application(middlewares=[_security_headers])
+    app[RUNTIME_KEY] = runtime
+    app[CALLS_KEY] = set()
+    app[FACTORY_KEY] = session_factory or default_session_factory(runtime)
+    app.router.add_get("/", _index)
+    app.router.add_get("/ws", _call_ws)
+    app.router.add_get("/healthz", _healthz)
+    app.router.add_get("/api/info", _info)
+    app.router.add_static("/static/", STATIC_DIR, append_version=False)
+    app.on_shutdown.append(_end_calls)
+    _mount_telephony(app, runtime)
+    return app
+
+
+@web.middleware
+async def _security_headers(request: web.Request, handler: Any) -> web.StreamResponse:
+    response: web.StreamResponse = await handler(request)
+    if not response.prepared:
+        response.headers.setdefault("Content-Security-Policy", CSP)
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        response.headers.setdefault("Referrer-Policy", "no-referrer")
+        if request.path == "/" or request.path.startswith("/static/"):
+            response.headers.setdefault("Cache-Control", "no-cache")
+    return response
+
+
+def _mount_telephony(app: web.Application, runtime: Runtime) -> None:
+    """Voximplant and the AudioSocket register endpoint, when their modules are present."""
+    try:
+        from voicebot.transports import voximplant
+    except ImportError as exc:
+        log.info("Voximplant endpoint not available: %s", exc)
+    else:
+        voximplant.add_routes(app, runtime)
+    try:
+        from voicebot.transports import audiosocket
+    except ImportError as exc:
+        log.info("AudioSocket register endpoint not available: %s", exc)
+    else:
+        registry = getattr(runtime, "audiosocket_registry", None)
+        if registry is None and hasattr(audiosocket, "CallRegistry"):
+            registry = audiosocket.CallRegistry()
+            with contextlib.suppress(AttributeError):
+                runtime.audiosocket_registry = registry
+        if registry is not None:
+            audiosocket.add_register_route(app, registry)
+
+
+async def _index(request: web.Request) -> web.StreamResponse:
+    return web.FileResponse(STATIC_DIR / "index.html")
+
+
+def _salon_info(cfg: Config) -> dict[str, Any]:
+    salon = cfg.domain.get("booking", {}).get("salon", {}) if isinstance(cfg.domain, dict) else {}
+    return {
+        "name": str(salon.get("name", "")),
+        "address": str(salon.get("address", "")),
+        "timezone": str(salon.get("timezone", "")),
+    }
+
+
+async def _info(request: web.Request) -> web.Response:
+    """What the page needs before a call: only public facts, listed one by one."""
+    runtime = request.app[RUNTIME_KEY]
+    cfg: Config = runtime.cfg
+    return web.json_response(
+        {
+            "offline": bool(runtime.offline),
+            "salon": _salon_info(cfg),
+            "sample_rates": list(cfg.server.allowed_sample_rates),
+            "max_message_bytes": cfg.server.max_message_bytes,
+        }
+    )
+
+
+async def _healthz(request: web.Request) -> web.Response:
+    runtime = request.app[RUNTIME_KEY]
+    calls: set[BrowserCall] = request.app[CALLS_KEY]
+    return web.json_response(
+        {
+            "ok": True,
+            "offline": bool(runtime.offline),
+            "sessions": sum(1 for c in calls if c.active),
+        }
+    )
+
+
+def _limits(runtime: Runtime) -> BrowserLimits:
+    cfg: Config = runtime.cfg
+    return BrowserLimits(
+        max_message_bytes=cfg.server.max_message_bytes,
+        max_session_s=cfg.server.max_session_s,
+        allowed_sample_rates=tuple(cfg.server.allowed_sample_rates),
+        barge_in=cfg.engine.barge_in,
+        offline=bool(runtime.offline),
+    )
+
+
+async def _call_ws(request: web.Request) -> web.StreamResponse:
+    runtime = request.app[RUNTIME_KEY]
+    calls: set[BrowserCall] = request.app[CALLS_KEY]
+    limits = _limits(runtime)
+    ws = web.WebSocketResponse(
+        max_msg_size=limits.hard_message_bytes,
+        compress=False,  # PCM does not compress; deflate would only cost CPU
+        heartbeat=20.0,
+    )
+    await ws.prepare(request)
+    max_sessions = runtime.cfg.server.max_sessions
+    if len(calls) >= max_sessions:
+        log.warning("refusing a browser call: %d sessions already", len(calls))
+        await refuse_busy(ws, max_sessions)
+        return ws
+    call = BrowserCall(ws, request.app[FACTORY_KEY], limits)
+    calls.add(call)
+    try:
+        await call.serve()
+    finally:
+        calls.discard(call)
+        forget = getattr(runtime, "forget", None)
+        if call.session is not None and forget is not None:
+            forget(call.session)
+    return ws
+
+
+async def _end_calls(app: web.Application) -> None:
+    calls = list(app[CALLS_KEY])
+    if calls:
+        log.info("ending %d browser call(s)", len(calls))
+        await asyncio.gather(*(c.shutdown() for c in calls), return_exceptions=True)
+
+
+# --- `voicebot serve` ----------------------------------------------------------------
+
+
+def _apply_flags(cfg: Config, args: argparse.Namespace) -> None:
+    if getattr(args, "host", None):
+        cfg.server.host = args.host
+    if getattr(args, "port", None) is not None:
+        cfg.server.port = args.port
+    if getattr(args, "audiosocket_port", None) is not None:
+        cfg.telephony.audiosocket.port = args.audiosocket_port
+
+
+async def serve(args: argparse.Namespace) -> int:
+    from voicebot.runtime import Runtime
+
+    cfg = load_config(getattr(args, "config", None))
+    _apply_flags(cfg, args)
+    runtime = await Runtime.create(
+        cfg,
+        stt_script=getattr(args, "emulator_stt_script", None),
+        store=getattr(args, "store", None),
+        stt_provider=getattr(args, "stt", None),
+    )
+    if runtime.offline:
+        script = getattr(args, "emulator_stt_script", None)
+        log.warning(
+            "OFFLINE demo: the page shows an offline banner; typed text works, and the "
+            "microphone feeds the emulator, whose 'recognized' words come from %s.",
+            f"the transcript script {script}" if script else "its (empty) transcript script",
+        )
+    app = create_app(runtime)
+    runner = web.AppRunner(app, handle_signals=False, access_log=None)
+    audiosocket_server: asyncio.AbstractServer | None = None
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop.set)
+    try:
+        await runner.setup()
+        site = web.TCPSite(runner, cfg.server.host, cfg.server.port)
+        await site.start()
+        for sock in _bound_sockets(site):
+            host, port = sock.getsockname()[:2]
+            log.info("voicebot serving on http://%s:%d/", _url_host(host), port)
+        audiosocket_server = await _start_audiosocket(runtime, cfg)
+        await stop.wait()
+        log.info("shutting down")
+    finally:
+        if audiosocket_server is not None:
+            audiosocket_server.close()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(audiosocket_server.wait_closed(), 5)
+        await runner.cleanup()
+        await runtime.aclose()
+    return 0
+
+
+async def _start_audiosocket(runtime: Runtime, cfg: Config) -> asyncio.AbstractServer | None:
+    if not cfg.telephony.audiosocket.enabled:
+        return None
+    try:
+        from voicebot.transports.audiosocket import start_audiosocket
+    except ImportError as exc:
+        log.info("AudioSocket server not available: %s", exc)
+        return None
+    host, port = cfg.telephony.audiosocket.host, cfg.telephony.audiosocket.port
+    server = await start_audiosocket(runtime, host, port)
+    for sock in server.sockets:
+        log.info("AudioSocket listening on %s:%d", *sock.getsockname()[:2])
+    return server
+
+
+def _bound_sockets(site: web.TCPSite) -> list[Any]:
+    server = getattr(site, "_server", None)
+    return list(getattr(server, "sockets", None) or [])
+
+
+def _url_host(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
+
+
+def run_cli(args: argparse.Namespace) -> int:
+    return asyncio.run(serve(args))
