@@ -282,3 +282,30 @@ async def test_done_event_and_transcript_on_caller_hangup() -> None:
     assert types[-1] == "done"
     seqs = [e["seq"] for _, e in transport.events]
     assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs)
+
+
+class BuggyDialogue(EchoDialogue):
+    def __init__(self, clock: VirtualClock) -> None:
+        super().__init__()
+
+    async def reply(self, text: str) -> AsyncIterator[ReplyPart]:
+        if text == "сломай":
+            raise RuntimeError("bug in the dialogue")
+        async for part in super().reply(text):
+            yield part
+
+
+async def test_a_crashing_dialogue_turn_costs_one_answer_not_the_call() -> None:
+    session, clock, transport, _ = make_session(dialogue=BuggyDialogue)
+    run = asyncio.create_task(session.run())
+    await clock.advance(2, step=0.05)
+    session.feed_text("сломай")
+    await clock.advance(1, step=0.05)
+    session.feed_text("дальше")
+    await clock.advance(3, step=0.05)
+    session.end("test")
+    await asyncio.wait_for(run, 1)
+    errors = [e for _, e in transport.events if e["type"] == "error"]
+    assert [e["code"] for e in errors] == ["INTERNAL"]
+    assert "bug" not in errors[0]["message"]  # internals stay in the server log
+    assert [text for _, text in transport.bot_lines()][-1] == "Вы сказали: дальше."

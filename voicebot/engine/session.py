@@ -247,6 +247,11 @@ class CallSession:
             speaker.cancel()
             log.warning("turn %s failed: %r", turn.id, e)
             await self.events.emit("error", code=e.code, message="the reply could not be produced")
+        except Exception:
+            # A bug in a dialogue must cost one answer, not the call.
+            speaker.cancel()
+            log.exception("turn %s crashed", turn.id)
+            await self.events.emit("error", code="INTERNAL", message="the reply could not be produced")
         finally:
             self._last_activity = self.clock.monotonic()
 
