@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 
 from voicebot.config import Config, load_config
+from voicebot.metrics import add_metrics_route
 from voicebot.transports.browser import (
     BrowserCall,
     BrowserLimits,
@@ -71,6 +72,7 @@ def create_app(
     app.router.add_get("/api/info", _info)
     app.router.add_static("/static/", STATIC_DIR, append_version=False)
     app.on_shutdown.append(_end_calls)
+    add_metrics_route(app, runtime)
     _mount_telephony(app, runtime)
     return app
 

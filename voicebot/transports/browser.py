@@ -210,39 +210,44 @@ class BrowserCall:
                 self.finished.set()
 
     async def _read_loop(self) -> str:
-        """Handle messages until the call should end; returns the reason to end it."""
+        """Handle messages until the call should end; returns the reason to end it.
+
+        One reader task per connection, never one per frame: the loop below only
+        waits for the reader to finish or for an interrupt (time limit, shutdown, or
+        the session ending on its own, which sets the same event).
+        """
+        reader = asyncio.ensure_future(self._read_messages())
         interrupt = asyncio.ensure_future(self._interrupt.wait())
         try:
-            while not self.ws.closed:
-                receive = asyncio.ensure_future(self.ws.receive())
-                waiters: set[asyncio.Future[Any]] = {receive, interrupt}
-                if self._run_task is not None:
-                    waiters.add(self._run_task)
-                await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
-                if not receive.done():
-                    # The session finished (the bot hung up, or it failed), or a limit hit.
-                    receive.cancel()
-                    with contextlib.suppress(asyncio.CancelledError):
-                        await receive
-                    return "bot_hangup"
-                msg = receive.result()
-                if msg.type in (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED):
-                    return "caller_hangup"
-                if msg.type == WSMsgType.ERROR:
-                    # aiohttp has already closed (1009 for a message above the hard limit).
-                    log.info("browser ws error: %s", msg.data)
-                    return "caller_hangup"
-                try:
-                    if msg.type == WSMsgType.BINARY:
-                        self._on_audio(msg.data)
-                    elif msg.type == WSMsgType.TEXT and await self._on_text_message(msg.data):
-                        return "caller_hangup"
-                except ProtocolError as exc:
-                    if await self._protocol_error(exc):
-                        return "protocol_error"
-            return "caller_hangup"
+            await asyncio.wait({reader, interrupt}, return_when=asyncio.FIRST_COMPLETED)
+            if reader.done():
+                return reader.result()
+            # The session finished (the bot hung up, or it failed), or a limit hit.
+            reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await reader
+            return "bot_hangup"
         finally:
             interrupt.cancel()
+
+    async def _read_messages(self) -> str:
+        while not self.ws.closed:
+            msg = await self.ws.receive()
+            if msg.type in (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED):
+                return "caller_hangup"
+            if msg.type == WSMsgType.ERROR:
+                # aiohttp has already closed (1009 for a message above the hard limit).
+                log.info("browser ws error: %s", msg.data)
+                return "caller_hangup"
+            try:
+                if msg.type == WSMsgType.BINARY:
+                    self._on_audio(msg.data)
+                elif msg.type == WSMsgType.TEXT and await self._on_text_message(msg.data):
+                    return "caller_hangup"
+            except ProtocolError as exc:
+                if await self._protocol_error(exc):
+                    return "protocol_error"
+        return "caller_hangup"
 
     async def _protocol_error(self, exc: ProtocolError) -> bool:
         """Report a client mistake; True when there have been too many to go on."""
@@ -341,6 +346,7 @@ class BrowserCall:
         )
         # `ready` is on the wire before the session can say anything (its greeting).
         self._run_task = asyncio.create_task(self._run_session())
+        self._run_task.add_done_callback(lambda _t: self._interrupt.set())
 
     def _capabilities(self, rate: int) -> dict[str, Any]:
         pcm = {"encoding": "pcm_s16le", "sample_rate": rate, "channels": 1}

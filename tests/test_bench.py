@@ -1,0 +1,120 @@
+"""`voicebot bench` runs end to end (emulator, server, load generator) and reports
+every field. No timing assertions: the numbers are benchmark results, not tests."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from voicebot.bench import proc_cpu_s, proc_rss_mb, slo_ok, summarize
+
+pytestmark = pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="needs espeak-ng")
+
+KEYS = (
+    "calls",
+    "duration_s",
+    "cpu_s_per_s",
+    "cpu_pct_per_call",
+    "rss_mb_per_call",
+    "v2v_ms",
+    "overhead_ms",
+    "turns",
+    "underruns",
+    "errors",
+    "dropped_calls",
+)
+
+
+def test_bench_two_calls_reports_every_field() -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("YANDEX_", "VOICEBOT_"))}
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "voicebot.cli",
+            "bench",
+            "--calls",
+            "2",
+            "--duration",
+            "5",
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=150,
+        env=env,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    lines = [ln for ln in proc.stdout.splitlines() if ln.strip()]
+    assert len(lines) == 1, proc.stdout  # exactly one JSON object
+    report = json.loads(lines[0])
+    for key in KEYS:
+        assert key in report, key
+    assert report["calls"] == 2
+    for key in ("v2v_ms", "overhead_ms"):
+        assert set(report[key]) == {"p50", "p95", "p99"}
+    # Both calls got their greeting, measured by the server (5 s is too short to be
+    # sure a caller line and its answer fit in the window).
+    assert report["turns"] >= 2
+    assert report["turns_by_trigger"].get("greeting", 0) >= 2
+    assert report["cpu_s_per_s"] > 0
+    assert report["errors"] == 0 and report["dropped_calls"] == 0
+    assert report["provider_latencies"]["eou_pause_ms"] == 700
+
+
+def test_proc_readers_see_this_process() -> None:
+    assert proc_cpu_s(os.getpid()) > 0
+    assert proc_rss_mb(os.getpid()) > 1
+
+
+def test_summary_and_slo_from_records() -> None:
+    turns = [
+        {
+            "trigger": "utterance",
+            "eou_to_final": 700.0,
+            "final_to_first_text": 2.0,
+            "first_text_to_first_audio": 130.0,
+            "first_audio_to_transport": 0.5,
+            "total": 832.5,
+            "stt_wait": 700.0,
+            "llm_wait": 0.0,
+            "tts_wait": 400.0,  # summed over sentences: more than the stage it belongs to
+            "provider_wait": 1100.0,
+            "engine": 0.0,
+        }
+    ]
+    client = {
+        "v2v_ms": [900.0, 1000.0],
+        "underruns": 0,
+        "errors": 0,
+        "dropped_calls": 0,
+        "calls_started": 1,
+        "calls_completed": 1,
+        "bot_hangups": 0,
+        "replies": 2,
+        "no_reply": 0,
+        "underrun_gaps_ms": [],
+        "error_samples": [],
+        "client_cpu_s_per_s": 0.01,
+    }
+    r = summarize(
+        calls=1,
+        wall=10.0,
+        server_cpu=0.5,
+        emulator_cpu=0.1,
+        rss0=50,
+        rss1=51,
+        turns=turns,
+        client=client,
+    )
+    # 832.5 - 700 (stt) - 0 (llm) - min(400, 130) (first sentence's synthesis) = 2.5
+    assert r["overhead_ms"]["p50"] == pytest.approx(2.5)
+    assert r["cpu_s_per_s"] == pytest.approx(0.05)
+    assert r["v2v_ms"]["p50"] == pytest.approx(950.0)
+    assert slo_ok(r)
+    assert not slo_ok({**r, "underruns": 1})

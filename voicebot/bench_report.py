@@ -1,0 +1,69 @@
+"""Writes the generated part of docs/benchmarks.md from `voicebot bench --json` outputs.
+
+Only the text between the `bench:begin`/`bench:end` markers is replaced, so the
+hand-written analysis around it survives a regeneration.
+
+    python -m voicebot.bench_report docs/benchmarks.md COMMAND RESULT.json...
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+BEGIN, END = "<!-- bench:begin -->", "<!-- bench:end -->"
+
+
+def _p(d: dict[str, Any]) -> str:
+    return " / ".join("–" if d.get(k) is None else f"{d[k]:.0f}" for k in ("p50", "p95", "p99"))
+
+
+def render(results: list[dict[str, Any]], command: str) -> str:
+    m = results[0].get("machine", {}) if results else {}
+    lat = results[0].get("provider_latencies", {}) if results else {}
+    out = [
+        BEGIN,
+        "",
+        f"Machine: {m.get('nproc')} cores, {m.get('cpu')}, {m.get('ram_gb')} GB RAM, "
+        f"Python {m.get('python')}.",
+        f"Emulator provider latencies: {json.dumps(lat)}.",
+        "",
+        f"Command: `{command}`",
+        "",
+        "| transport | calls | server CPU s/s | % core/call | RSS MB/call | v2v ms p50/p95/p99 "
+        "| overhead ms p50/p95/p99 | loop lag p99 ms | turns | GPT turns | underruns | errors "
+        "| dropped | emulator s/s | load gen s/s | other procs s/s |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in results:
+        rows = r.get("steps") or [r]
+        for s in rows:
+            out.append(
+                f"| {r.get('transport')} | {s['calls']} | {s['cpu_s_per_s']:.3f} | "
+                f"{s['cpu_pct_per_call']:.2f} | {s['rss_mb_per_call']:.2f} | {_p(s['v2v_ms'])} | "
+                f"{_p(s['overhead_ms'])} | {s.get('server_loop_lag_ms', {}).get('p99', '–')} | "
+                f"{s['turns']} | {s.get('gpt_turns', 0)} | {s['underruns']} | {s['errors']} | "
+                f"{s['dropped_calls']} | {s.get('emulator_cpu_s_per_s')} | "
+                f"{s.get('client_cpu_s_per_s')} | {s.get('foreign_cpu_s_per_s')} |"
+            )
+        if "max_calls" in r:
+            out.append(f"\n**Ramp ({r.get('transport')}): max_calls = {r['max_calls']}**\n")
+    out += ["", END]
+    return "\n".join(out)
+
+
+def main(argv: list[str]) -> int:
+    doc, command, files = Path(argv[0]), argv[1], argv[2:]
+    results = [json.loads(Path(f).read_text(encoding="utf-8")) for f in files]
+    block = render(results, command)
+    text = doc.read_text(encoding="utf-8") if doc.exists() else f"# Benchmarks\n\n{BEGIN}\n{END}\n"
+    head, _, rest = text.partition(BEGIN)
+    _, _, tail = rest.partition(END)
+    doc.write_text(head + block + tail, encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
