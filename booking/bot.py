@@ -53,7 +53,9 @@ class BookingProvider:
     def _warm_up(self) -> None:
         """Load the morphology dictionaries and phone metadata now, not on the first
         caller's turn (it cost ~100 ms there)."""
-        sample = "Хочу подстричься к Ивану завтра в 15:00, меня зовут Анна, телефон +7 916 123-45-67"
+        sample = (
+            "Хочу подстричься к Ивану завтра в 15:00, меня зовут Анна, телефон +7 916 123-45-67"
+        )
         extract(sample, self.catalog, date(2026, 1, 1))
 
     def new_dialogue(self, ctx: CallContext) -> Dialogue:

@@ -44,9 +44,7 @@ async def simulate_dialogue(path: Path, store_dir: Path) -> tuple[list[str], dic
             actions=list(result.session.actions),
             summary=result.summary.get("dialogue", {}),
             hung_up=result.transport.hung_up is not None,
-            store_bookings=[
-                b for b in bookings if b.call_id == result.session.session_id
-            ],
+            store_bookings=[b for b in bookings if b.call_id == result.session.session_id],
         )
         problems = check_expectations({"expect": script.expect}, run)
         caller = [t["text"] for t in report["turns"] if t["role"] == "caller"]

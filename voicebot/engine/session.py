@@ -251,7 +251,9 @@ class CallSession:
             # A bug in a dialogue must cost one answer, not the call.
             speaker.cancel()
             log.exception("turn %s crashed", turn.id)
-            await self.events.emit("error", code="INTERNAL", message="the reply could not be produced")
+            await self.events.emit(
+                "error", code="INTERNAL", message="the reply could not be produced"
+            )
         finally:
             self._last_activity = self.clock.monotonic()
 
