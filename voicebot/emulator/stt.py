@@ -406,7 +406,7 @@ class SttServicer(stt_service_pb2_grpc.RecognizerServicer):
             raise ValueError(f"unknown emulator STT quirks: {sorted(unknown)}")
         self.settings = settings
         self.auth = auth
-        self.scripts = scripts or ScriptRegistry()
+        self.scripts = scripts if scripts is not None else ScriptRegistry()
         self.vad_threshold_dbfs = vad_threshold_dbfs
         self.stats = SttStats()
         self._script: list[str] = (

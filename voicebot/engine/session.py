@@ -23,6 +23,7 @@ import contextlib
 import logging
 import statistics
 import uuid
+from collections import deque
 from collections.abc import AsyncIterator, Coroutine, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -48,6 +49,7 @@ from voicebot.transports.base import CallTransport
 log = logging.getLogger(__name__)
 
 TICK_S = 0.2
+SYNTH_AHEAD = 2  # sentences synthesized ahead of the one playing
 
 
 @dataclass(slots=True)
@@ -258,23 +260,50 @@ class CallSession:
             self._last_activity = self.clock.monotonic()
 
     async def _speak(self, turn: Turn, sentences: asyncio.Queue[str | None]) -> None:
-        while (sentence := await sentences.get()) is not None:
-            if turn.t_first_sentence is None:
-                turn.t_first_sentence = self.clock.monotonic()
-                if self._llm_meter is not None:  # LLM time that delayed the first audio
-                    turn.llm_wait_ms = self._llm_meter.wait_ms
-            requested = self.clock.monotonic()
+        """Play sentences in order; the next one is synthesized while this one streams,
+        so a short sentence followed by a slow synthesis leaves no gap."""
+        ahead: deque[tuple[asyncio.Task[None], asyncio.Queue[bytes | None], float]] = deque()
+        more = True
+        try:
+            while True:
+                while more and len(ahead) < SYNTH_AHEAD and (not ahead or not sentences.empty()):
+                    sentence = await sentences.get()
+                    if sentence is None:
+                        more = False
+                        break
+                    if turn.t_first_sentence is None:
+                        turn.t_first_sentence = self.clock.monotonic()
+                        if self._llm_meter is not None:  # LLM time that delayed the first audio
+                            turn.llm_wait_ms = self._llm_meter.wait_ms
+                    chunks: asyncio.Queue[bytes | None] = asyncio.Queue()
+                    task = asyncio.get_running_loop().create_task(self._synthesize(sentence, chunks))
+                    ahead.append((task, chunks, self.clock.monotonic()))
+                if not ahead:
+                    return
+                task, chunks, requested = ahead[0]
+                while (pcm := await chunks.get()) is not None:
+                    now = self.clock.monotonic()
+                    if turn.t_first_byte is None:  # synthesis time that delayed the first audio
+                        turn.tts_wait_ms = (now - requested) * 1000
+                        turn.t_first_byte = now
+                    if not self.gate.bot_audible:
+                        self.gate.bot_started(self.recognition.fed_ms)
+                        turn.audio_start_ms = self._ms()
+                    await self.transport.play(pcm)
+                    if turn.t_first_play is None:
+                        turn.t_first_play = self.clock.monotonic()
+                ahead.popleft()
+                await task  # re-raises a synthesis error
+        finally:
+            for task, _, _ in ahead:
+                task.cancel()
+
+    async def _synthesize(self, sentence: str, out: asyncio.Queue[bytes | None]) -> None:
+        try:
             async for pcm in self._synth.synthesize(sentence, self._tts_options):
-                now = self.clock.monotonic()
-                if turn.t_first_byte is None:  # synthesis time that delayed the first audio
-                    turn.tts_wait_ms = (now - requested) * 1000
-                    turn.t_first_byte = now
-                if not self.gate.bot_audible:
-                    self.gate.bot_started(self.recognition.fed_ms)
-                    turn.audio_start_ms = self._ms()
-                await self.transport.play(pcm)
-                if turn.t_first_play is None:
-                    turn.t_first_play = self.clock.monotonic()
+                out.put_nowait(pcm)
+        finally:
+            out.put_nowait(None)
 
     async def _act(self, turn: Turn, action: DialogueAction) -> None:
         self.actions.append(action)

@@ -1,0 +1,205 @@
+"""Deepgram Live (`wss://api.deepgram.com/v1/listen`) behind `SpeechRecognizer`.
+
+Deepgram finalises audio in pieces: each `is_final` result fixes only the span since
+the previous one, and the utterance ends at `speech_final` or, as a backstop when noise
+keeps the endpointer from firing, at `UtteranceEnd` (which needs `interim_results`).
+So every non-empty `is_final` piece becomes a `Final`, and the first of `speech_final`,
+`UtteranceEnd` or a `from_finalize` result after pieces becomes the `EndOfUtterance`.
+The key goes in the `Authorization` header and never leaves the server process.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+from urllib.parse import urlencode
+
+from websockets.asyncio.client import ClientConnection, connect
+
+from voicebot.providers.base import (
+    EndOfUtterance,
+    Final,
+    Partial,
+    ProviderError,
+    RecognitionOptions,
+    Word,
+)
+from voicebot.providers.wsstream import (
+    Reconnect,
+    StreamPolicy,
+    WsRecognitionStream,
+    header_pairs,
+)
+
+log = logging.getLogger(__name__)
+
+DEFAULT_URL = "wss://api.deepgram.com/v1/listen"
+
+
+@dataclass
+class DeepgramSettings:
+    url: str = DEFAULT_URL
+    api_key: str = field(default="", repr=False)
+    model: str = "nova-3"
+    language: str = ""  # empty: from RecognitionOptions.language ("ru-RU" -> "ru")
+    endpointing_ms: int | None = None  # None: RecognitionOptions.eou_pause_ms
+    utterance_end_ms: int = 1000  # Deepgram: values under 1000 give no benefit
+    smart_format: bool = True
+    punctuate: bool = True
+    extra_params: dict[str, str] = field(default_factory=dict)
+    policy: StreamPolicy = field(default_factory=StreamPolicy)
+
+
+class DeepgramSTT:
+    """`SpeechRecognizer` for Deepgram Live."""
+
+    name = "deepgram"
+
+    def __init__(self, settings: DeepgramSettings) -> None:
+        self.settings = settings
+
+    def __repr__(self) -> str:
+        return f"DeepgramSTT(url={self.settings.url!r}, model={self.settings.model!r})"
+
+    async def open_stream(self, options: RecognitionOptions) -> DeepgramStream:
+        stream = DeepgramStream(self.settings, options)
+        stream.start()
+        return stream
+
+    async def aclose(self) -> None:
+        return None
+
+
+class DeepgramStream(WsRecognitionStream):
+    provider = "deepgram"
+
+    def __init__(self, settings: DeepgramSettings, options: RecognitionOptions) -> None:
+        super().__init__(options, settings.policy)
+        self.settings = settings
+        self._pieces: list[str] = []  # non-empty finals since the last end of utterance
+        self._last_word_end = 0.0  # connection seconds, any result's words
+
+    def url(self) -> str:
+        s, o = self.settings, self.options
+        params = {
+            "model": s.model,
+            "language": s.language or o.language.split("-")[0],
+            "encoding": "linear16",
+            "sample_rate": str(o.sample_rate),
+            "channels": "1",
+            "interim_results": "true",
+            "endpointing": str(
+                s.endpointing_ms if s.endpointing_ms is not None else o.eou_pause_ms
+            ),
+            "utterance_end_ms": str(max(1000, s.utterance_end_ms)),
+            "vad_events": "true",
+            "punctuate": str(s.punctuate).lower(),
+            "smart_format": str(s.smart_format and o.normalize).lower(),
+            **s.extra_params,
+        }
+        return f"{s.url}?{urlencode(params)}"
+
+    async def connect(self) -> ClientConnection:
+        headers = [("Authorization", f"Token {self.settings.api_key}")]
+        headers += header_pairs(self.options.metadata)
+        # Deepgram sends nothing on open: the 101 is the readiness signal.
+        return await connect(
+            self.url(), additional_headers=headers, open_timeout=None, max_size=2**22
+        )
+
+    async def send_frame(self, ws: ClientConnection, pcm: bytes) -> None:
+        await ws.send(pcm)  # binary; never an empty frame (that is the legacy close)
+
+    async def send_keepalive(self, ws: ClientConnection) -> None:
+        if self._conn_sent == self._conn_base:
+            # KeepAlive alone does not hold a connection that never got audio.
+            self.inject_silence(100)
+        else:
+            await ws.send(json.dumps({"type": "KeepAlive"}))
+
+    async def send_end(self, ws: ClientConnection) -> None:
+        await ws.send(json.dumps({"type": "CloseStream"}))
+
+    async def finalize(self) -> None:
+        """Flush buffered audio into finals now (client-side end of speech)."""
+        if self._ws is not None:
+            await self._ws.send(json.dumps({"type": "Finalize"}))
+
+    def on_connection(self) -> None:
+        self._last_word_end = 0.0
+
+    def on_message(self, msg: str | bytes) -> bool:
+        try:
+            data = json.loads(msg)
+        except ValueError:
+            log.warning("deepgram: unparseable message ignored")
+            return False
+        kind = data.get("type")
+        if kind == "Results":
+            self._on_results(data)
+        elif kind == "UtteranceEnd":
+            self.mark_progress()
+            lwe = float(data.get("last_word_end") or 0.0)
+            if self._pieces and lwe + 1e-3 >= self._last_word_end:
+                self._end_utterance(self.stream_ms(lwe * 1000))
+        elif kind == "Error":
+            # A control message we sent was refused; the stream itself goes on.
+            log.warning("deepgram: %s %s", data.get("variant"), data.get("description"))
+        elif kind == "Metadata":
+            return self._end_sent
+        return False
+
+    def _on_results(self, data: dict) -> None:
+        self.mark_progress()
+        alts = (data.get("channel") or {}).get("alternatives") or [{}]
+        alt = alts[0]
+        text = (alt.get("transcript") or "").strip()
+        start = float(data.get("start") or 0.0)
+        end = start + float(data.get("duration") or 0.0)
+        words = tuple(
+            Word(
+                text=w.get("punctuated_word") or w.get("word", ""),
+                start_ms=self.stream_ms(float(w.get("start", 0.0)) * 1000),
+                end_ms=self.stream_ms(float(w.get("end", 0.0)) * 1000),
+                confidence=w.get("confidence"),
+            )
+            for w in alt.get("words") or ()
+        )
+        if alt.get("words"):
+            self._last_word_end = max(self._last_word_end, float(alt["words"][-1].get("end", 0.0)))
+        start_ms, end_ms = self.stream_ms(start * 1000), self.stream_ms(end * 1000)
+        # The span runs from the previous final and includes silence; the speech is
+        # where its words are.
+        s_ms, e_ms = (words[0].start_ms, words[-1].end_ms) if words else (start_ms, end_ms)
+        if not data.get("is_final"):
+            if text:
+                self.emit(Partial(" ".join([*self._pieces, text]), s_ms, e_ms, words=words))
+            return
+        if text:
+            self._pieces.append(text)
+            self.emit(Final(text, self.next_final_index(), s_ms, e_ms, words=words))
+        self.trim_to_ms(end_ms)  # the span is final, empty or not: never replay it
+        if (data.get("speech_final") or data.get("from_finalize")) and self._pieces:
+            self._end_utterance(end_ms)
+
+    def _end_utterance(self, time_ms: int) -> None:
+        self._pieces.clear()
+        self.emit(EndOfUtterance(time_ms))
+
+    def on_end(self) -> None:
+        if self._pieces:
+            self._end_utterance(self.sent_ms)
+
+    def close_error(self, code: int | None, reason: str) -> ProviderError | None:
+        p = self.provider
+        if code == 1008:  # DATA-0000: the audio cannot be decoded; retrying sends the same
+            return ProviderError(f"deepgram: {reason or 'bad audio'}", code="DATA-0000", provider=p)
+        if code == 1011 and "net0001" in reason.lower().replace("-", ""):
+            # Idle close: nothing was lost; reconnect once the caller's audio resumes.
+            return Reconnect(
+                f"deepgram: idle close: {reason}", code="NET-0001", provider=p, lazy=True
+            )
+        if code == 1011:
+            return ProviderError(f"deepgram: {reason}", code="NET-0000", retriable=True, provider=p)
+        return super().close_error(code, reason)
