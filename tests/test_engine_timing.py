@@ -309,3 +309,41 @@ async def test_a_crashing_dialogue_turn_costs_one_answer_not_the_call() -> None:
     assert [e["code"] for e in errors] == ["INTERNAL"]
     assert "bug" not in errors[0]["message"]  # internals stay in the server log
     assert [text for _, text in transport.bot_lines()][-1] == "Вы сказали: дальше."
+
+
+class StreamingEcho(EchoDialogue):
+    """Speaks a first sentence at once, then 'generates' the rest slowly (an LLM)."""
+
+    def __init__(self, clock: VirtualClock) -> None:
+        super().__init__()
+        self.clock = clock
+
+    async def reply(self, text: str) -> AsyncIterator[ReplyPart]:
+        yield "Сейчас посмотрю, что у нас есть. "
+        await self.clock.sleep(3.0)
+        yield f"Вы сказали: {text}."
+
+
+async def test_new_input_replaces_an_answer_in_progress_and_its_queued_audio() -> None:
+    session, clock, transport, _ = make_session(dialogue=StreamingEcho)
+    cleared: list[float] = []
+    real_clear = transport.clear
+
+    async def clear() -> None:
+        cleared.append(clock.monotonic())
+        await real_clear()
+
+    transport.clear = clear  # type: ignore[method-assign]
+    run = asyncio.create_task(session.run())
+    await clock.advance(2, step=0.05)
+    session.feed_text("раз")
+    await clock.advance(0.5, step=0.05)  # first sentence playing, the rest still coming
+    assert transport.playout.is_playing()
+    session.feed_text("два")
+    await clock.advance(6, step=0.05)
+    session.end("test")
+    await asyncio.wait_for(run, 1)
+    assert cleared == [pytest.approx(2.5, abs=0.06)]
+    finals = [text for _, text in transport.bot_lines()]
+    assert finals[-1] == "Сейчас посмотрю, что у нас есть. Вы сказали: два."
+    assert not any("раз" in t for t in finals)

@@ -147,7 +147,6 @@ class CallSession:
         )
         self._eou_pause_ms = stt_options.eou_pause_ms
         self._inbox: asyncio.Queue[Utterance | _CallerText | _Silence | _End] = asyncio.Queue()
-        self._turn: Turn | None = None
         self._turn_task: asyncio.Task[None] | None = None
         self._turn_seq = 0
         self._t0 = clock.monotonic()
@@ -194,11 +193,13 @@ class CallSession:
         return await self._finish(reason)
 
     def _start_turn(self, turn: Turn, parts: AsyncIterator[ReplyPart]) -> None:
-        """One turn at a time: a newer input replaces a turn that has not spoken yet."""
+        """One turn at a time: a newer input replaces the answer still in progress,
+        and the part of it already queued for playback."""
         if self._turn_task is not None and not self._turn_task.done():
             self._turn_task.cancel()
+            if self.transport.playout.is_playing():
+                self._spawn(self.transport.clear())
         turn.t_input = self.clock.monotonic()
-        self._turn = turn
         self.turns.append(turn)
         self._turn_task = asyncio.get_running_loop().create_task(
             self._answer(turn, parts), name=f"turn-{turn.id}"
@@ -276,7 +277,9 @@ class CallSession:
                         if self._llm_meter is not None:  # LLM time that delayed the first audio
                             turn.llm_wait_ms = self._llm_meter.wait_ms
                     chunks: asyncio.Queue[bytes | None] = asyncio.Queue()
-                    task = asyncio.get_running_loop().create_task(self._synthesize(sentence, chunks))
+                    task = asyncio.get_running_loop().create_task(
+                        self._synthesize(sentence, chunks)
+                    )
                     ahead.append((task, chunks, self.clock.monotonic()))
                 if not ahead:
                     return

@@ -38,7 +38,7 @@ from aiohttp import web
 
 from voicebot.clock import Clock, RealClock
 from voicebot.transports import g711
-from voicebot.transports.base import AckPlayout
+from voicebot.transports.base import AckPlayout, end_session
 from voicebot.transports.voximplant import at_capacity, mask_number
 
 log = logging.getLogger(__name__)
@@ -62,7 +62,6 @@ MAX_PAYLOAD = {
 }
 MAX_CATCHUP_FRAMES = 5  # after a longer stall the schedule restarts instead of bursting
 FIRST_FRAME_TIMEOUT_S = 5.0
-SESSION_END_TIMEOUT_S = 10.0
 HANGUP_DRAIN_CAP_S = 10.0
 REGISTER_ROUTE = "/audiosocket/register"
 DTMF_DIGITS = frozenset("0123456789*#ABCD")
@@ -474,18 +473,9 @@ class AudioSocketCall:
         self.writer.close()
 
     async def _finish(self) -> None:
-        if self.session is not None:
-            self.session.end("caller_hangup")
-        if self._run_task is not None:
-            try:
-                await asyncio.wait_for(asyncio.shield(self._run_task), SESSION_END_TIMEOUT_S)
-            except TimeoutError:
-                log.error("audiosocket %s: session did not end in time", self.stats.uuid)
-                self._run_task.cancel()
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await self._run_task
-            except Exception:
-                pass
+        await end_session(
+            self.session, self._run_task, "caller_hangup", f"audiosocket {self.stats.uuid}"
+        )
         if self.transport is not None:
             await self.transport.aclose()
         forget = getattr(self.runtime, "forget", None)

@@ -10,10 +10,15 @@ on the path resamples.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
 from collections.abc import Mapping
 from typing import Any, Protocol
 
 from voicebot.clock import Clock
+
+log = logging.getLogger(__name__)
 
 
 class Playout(Protocol):
@@ -119,3 +124,29 @@ class CallTransport(Protocol):
     async def send_event(self, event: Mapping[str, Any]) -> None:
         """Deliver a session event (transcript, turn metrics...). Audio-only transports may ignore it."""
         ...
+
+
+SESSION_END_TIMEOUT_S = 10.0
+
+
+async def end_session(
+    session: Any, run_task: asyncio.Task[Any] | None, reason: str, label: str
+) -> None:
+    """The far end is gone: end the session and wait (bounded) for its `run()` to wrap
+    up — summary, stored call record, `done` — then cancel whatever is still running.
+
+    Shared by every transport so a stuck dialogue can never leak a call.
+    """
+    if session is not None:
+        session.end(reason)
+    if run_task is None or run_task.done():
+        return
+    try:
+        await asyncio.wait_for(asyncio.shield(run_task), SESSION_END_TIMEOUT_S)
+    except TimeoutError:
+        log.error("%s: session did not end in time; cancelling", label)
+        run_task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await run_task
+    except Exception:  # the session's own failure was already logged by its owner
+        pass

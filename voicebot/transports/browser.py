@@ -24,7 +24,7 @@ from typing import Any, Protocol
 
 from aiohttp import WSCloseCode, WSMsgType, web
 
-from voicebot.transports.base import AckPlayout
+from voicebot.transports.base import AckPlayout, end_session
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +40,6 @@ CLOSE_TIME_LIMIT = 4001  # server.max_session_s reached
 MAX_PROTOCOL_ERRORS = 50  # a client that keeps sending garbage is cut off
 MAX_TEXT_CHARS = 2000
 MAX_OUT_FRAME_MS = 200  # bot audio is split into binary frames of at most this much
-SESSION_END_GRACE_S = 5.0
 ACK_TOLERANCE_MS = 1.0  # an ack this close to everything sent means everything played  # how long run() may take to return after end()
 
 
@@ -423,20 +422,11 @@ class BrowserCall:
 
     async def _finish_session(self, reason: str) -> None:
         """End the session (if running) and wait for `run()` to return, then for `done`."""
-        task = self._run_task
-        if self.session is None or task is None:
+        if self.session is None or self._run_task is None:
             return
-        if not task.done():
-            self.session.end(reason)
-            try:
-                await asyncio.wait_for(asyncio.shield(task), SESSION_END_GRACE_S)
-            except TimeoutError:
-                log.warning("browser call %s did not end in time", self.session.session_id)
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await task
-            except Exception:
-                pass
+        await end_session(
+            self.session, self._run_task, reason, f"browser call {self.session.session_id}"
+        )
 
     def _on_time_limit(self) -> None:
         log.info("browser call reached max_session_s")

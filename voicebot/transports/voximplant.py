@@ -45,7 +45,7 @@ from aiohttp import WSCloseCode, WSMsgType, web
 
 from voicebot.clock import Clock, RealClock
 from voicebot.transports import g711
-from voicebot.transports.base import ClockPlayout
+from voicebot.transports.base import ClockPlayout, end_session
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +53,6 @@ ROUTE = "/voximplant"
 MAX_BAD_MESSAGES = 20
 START_TIMEOUT_S = 15.0
 MAX_CONCEAL_MS = 2000  # one gap is never filled with more silence than this
-SESSION_END_TIMEOUT_S = 10.0
 HANGUP_DRAIN_CAP_S = 10.0
 DTMF_DIGITS = frozenset("0123456789*#ABCD")
 EMULATOR_UTTERANCES_KEY = "x-emulator-utterances"
@@ -741,18 +740,9 @@ class VoximplantCall:
 
     async def _finish(self) -> None:
         """The socket is gone (either side): end the session, stop every task."""
-        if self.session is not None:
-            self.session.end("caller_hangup")
-        if self._run_task is not None:
-            try:
-                await asyncio.wait_for(asyncio.shield(self._run_task), SESSION_END_TIMEOUT_S)
-            except TimeoutError:
-                log.error("voximplant %s: session did not end in time; cancelling", self.call_id)
-                self._run_task.cancel()
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await self._run_task
-            except Exception:
-                pass
+        await end_session(
+            self.session, self._run_task, "caller_hangup", f"voximplant {self.call_id}"
+        )
         if self.transport is not None:
             await self.transport.aclose()
         forget = getattr(self.runtime, "forget", None)
