@@ -73,17 +73,17 @@ async def test_all_dialogues_through_simulate(tmp_path: Path) -> None:
     assert not failures, json.dumps(failures, ensure_ascii=False, indent=1)
 
 
+def _simulate_cli(path: Path, cwd: Path, *extra: str) -> dict[str, Any]:
+    out = subprocess.run(
+        [sys.executable, "-m", "voicebot.cli", "simulate", "--dialogue", str(path), "--json", *extra],
+        capture_output=True, text=True, timeout=180, check=True, cwd=cwd,
+    )  # fmt: skip
+    return json.loads(out.stdout)
+
+
 def test_simulate_cli_json_books_what_the_dialogue_asked(tmp_path: Path) -> None:
     path = DIALOGUES_DIR / "01_all_slots_at_once.yaml"
-    out = subprocess.run(
-        [
-            sys.executable, "-m", "voicebot.cli", "simulate",
-            "--dialogue", str(path), "--json", "--speed", "4",
-            "--store", f"sqlite:///{tmp_path}/cli.sqlite3",
-        ],
-        capture_output=True, text=True, timeout=180, check=True,
-    )  # fmt: skip
-    report = json.loads(out.stdout)
+    report = _simulate_cli(path, tmp_path, "--speed", "4")
     assert set(report) >= {"turns", "latency_ms", "bookings", "events"}
     for turn in report["turns"]:
         assert set(turn) == {"role", "text", "start_ms", "end_ms"}
@@ -92,27 +92,26 @@ def test_simulate_cli_json_books_what_the_dialogue_asked(tmp_path: Path) -> None
     assert set(report["latency_ms"]) == {"turns", "median"}
     assert report["latency_ms"]["median"]["total"] > 0
     assert all(isinstance(v, int) for v in report["events"].values())
-    assert report["bookings"] == [
-        {
-            "id": report["bookings"][0]["id"],
-            "service": "haircut",
-            "service_name": "Стрижка",
-            "master": "Иван",
-            "start": "2026-11-24T15:00:00+03:00",
-            "end": "2026-11-24T15:30:00+03:00",
-            "name": "Анна",
-            "phone": "+79161234567",
-        }
-    ]
-    # The booking is durable: a separate process lists it from the store.
+    expected = {
+        "service": "haircut",
+        "service_name": "Стрижка",
+        "master": "Иван",
+        "start": "2026-11-24T15:00:00+03:00",
+        "end": "2026-11-24T15:30:00+03:00",
+        "name": "Анна",
+        "phone": "+79161234567",
+    }
+    assert report["bookings"] == [{"id": report["bookings"][0]["id"], **expected}]
+    # Durable: a separate process lists it from the (sandbox) store...
     listed = subprocess.run(
-        [
-            sys.executable, "-m", "voicebot.cli", "bookings", "list", "--json",
-            "--store", f"sqlite:///{tmp_path}/cli.sqlite3",
-        ],
-        capture_output=True, text=True, timeout=60, check=True,
+        [sys.executable, "-m", "voicebot.cli", "bookings", "list", "--json", "--store", report["store"]],
+        capture_output=True, text=True, timeout=60, check=True, cwd=tmp_path,
     )  # fmt: skip
     assert report["bookings"][0]["id"] in listed.stdout
+    # ...and the same dialogue books the same slot again: simulate never accumulates
+    # made-up bookings unless --store says where.
+    again = _simulate_cli(path, tmp_path, "--speed", "4")
+    assert [{k: v for k, v in b.items() if k != "id"} for b in again["bookings"]] == [expected]
 
 
 @pytest.mark.parametrize("path", FILES[:1], ids=lambda p: p.stem)

@@ -475,24 +475,41 @@ def format_transcript(report: Mapping[str, Any]) -> str:
     return "\n".join(lines)
 
 
+SANDBOX_STORE = Path("data/simulate.sqlite3")
+
+
+def sandbox_store(path: Path = SANDBOX_STORE) -> str:
+    """A fresh SQLite store for one simulated call.
+
+    A simulation must never put made-up bookings into the salon's real calendar, and
+    the same dialogue file must book the same slot every time it is run; so unless
+    `--store` names one, each run starts from an empty sandbox store (kept afterwards
+    for `voicebot bookings list --store sqlite:///data/simulate.sqlite3`).
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    for suffix in ("", "-wal", "-shm", "-journal"):
+        Path(f"{path}{suffix}").unlink(missing_ok=True)
+    return f"sqlite:///{path}"
+
+
 def run_cli(args: Any) -> int:
     cfg = load_config(args.config)
     script = load_script(args.dialogue)
+    store = args.store or sandbox_store()
 
     async def main() -> SimulationResult:
         return await run_simulation(
             script,
             cfg,
             speed=args.speed,
-            store=args.store,
+            store=store,
             stt_provider=args.stt,
             record=bool(args.record),
         )
 
-    if not args.json:
-        logging.getLogger().setLevel(logging.WARNING)
+    logging.getLogger().setLevel(logging.WARNING)
     result = asyncio.run(main())
-    report = result.report()
+    report = result.report() | {"store": store}
     if args.record:
         write_recording(result, args.record)
     if args.json:
@@ -500,4 +517,5 @@ def run_cli(args: Any) -> int:
         sys.stdout.write("\n")
     else:
         print(format_transcript(report))
+        print(f"(store: {store}{'' if args.store else ' — a sandbox, reset by each run'})")
     return 0
