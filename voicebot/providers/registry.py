@@ -269,7 +269,7 @@ def build_recognizer(
 
     recs = [make(p) for p in chain]
     log.info("STT providers: %s", " -> ".join(chain))
-    if len(recs) == 1 and isinstance(recs[0], LazyRecognizer):
+    if len(recs) == 1:  # nothing to fail over to: no wrapper on the audio path
         return recs[0]
     owned = [r for r in recs if r is not yandex]  # the runtime closes its own Yandex client
     return FailoverRecognizer(recs, loss_threshold=settings.failover_after_losses, owns=owned)
