@@ -109,13 +109,14 @@ def nearest(
     limit: int = 3,
     days_ahead: int = 7,
 ) -> list[Option]:
-    """Nearest alternatives: the same time with another master (if one was named), then
-    the closest free times that day on either side, then the following days."""
+    """Nearest alternatives: the same time with another master, then the closest free
+    times that day on either side, then the following days."""
     out: list[Option] = []
-    if master is not None:
-        other, _ = check(catalog, busy, service, wanted, now)
-        if other is not None and other != master:
-            out.append(Option(wanted, other))
+    # The wanted time itself with whoever is free: another master than the one named,
+    # or — when none was named and the assigned one was just taken — any free master.
+    other, _ = check(catalog, busy, service, wanted, now)
+    if other is not None and other != master:
+        out.append(Option(wanted, other))
     same_day = unique_times(free_starts(catalog, busy, service, wanted.date(), now, master))
     before = [o for o in same_day if o.start < wanted]
     after = [o for o in same_day if o.start > wanted]

@@ -9,6 +9,8 @@ needed to move from "time chosen" to "confirm" to "booked".
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -373,6 +375,15 @@ class BookingMachine:
         text = text.replace(",  ", ", ")
         return [self._prompt(text, "choice")]
 
+    def _booked(self, booking: Booking) -> None:
+        """The store committed: from here on the booking exists, whatever happens next."""
+        log.info("booked %s for %s (call %s)", booking.id, mask_phone(booking.phone), self.call_id)
+        self.state.booking = booking
+        self.state.outcome = "booked"
+        self._goto(Phase.BOOKED, "yes")
+        if self.on_booked is not None:
+            self.on_booked(booking)
+
     async def _offer_alternatives(self, wanted: datetime, *, race: bool) -> list[ReplyPart]:
         s = self.state.slots
         assert s.service
@@ -475,8 +486,8 @@ class BookingMachine:
         assert s.service and s.master and s.date and s.time and s.name and s.phone
         start = local_dt(self.catalog, s.date, s.time)
         end = start + timedelta(minutes=self.catalog.service(s.service).duration_min)
-        try:
-            booking = await self.store.create(
+        commit = asyncio.ensure_future(
+            self.store.create(
                 NewBooking(
                     service=s.service,
                     master=s.master,
@@ -487,6 +498,16 @@ class BookingMachine:
                     call_id=self.call_id,
                 )
             )
+        )
+        try:
+            booking = await asyncio.shield(commit)
+        except asyncio.CancelledError:
+            # The turn was cancelled mid-commit (a newer input, barge-in, hang-up). The
+            # commit finishes regardless; record it so the call record, the webhook and
+            # the next turn know the slot is booked, then let the cancellation go on.
+            with contextlib.suppress(Exception):
+                self._booked(await commit)
+            raise
         except SlotTaken:
             return await self._offer_alternatives(start, race=True)
         except Exception:
@@ -498,12 +519,7 @@ class BookingMachine:
                 DialogueAction("transfer", {"reason": "store_error", **s.to_json()}),
                 DialogueAction("hangup", {"reason": "transfer"}),
             ]
-        log.info("booked %s for %s (call %s)", booking.id, mask_phone(booking.phone), self.call_id)
-        st.booking = booking
-        st.outcome = "booked"
-        self._goto(Phase.BOOKED, "yes")
-        if self.on_booked is not None:
-            self.on_booked(booking)
+        self._booked(booking)
         text = self.r(
             "booked",
             service=service_acc(self.catalog.service(booking.service).name),
