@@ -274,3 +274,28 @@ async def test_call_survives_losing_its_first_provider(tmp_path: Path) -> None:
     callers = [t["text"] for t in report["turns"] if t["role"] == "caller"]
     assert callers == [ln.say for ln in script.lines if ln.say]
     assert report["recognition"]["reconnects"] >= 1
+
+
+async def test_failover_state_is_per_call() -> None:
+    """One call losing its provider must not move the next call off the preferred one."""
+    from voicebot.providers.base import AuthError, RecognitionOptions
+    from voicebot.providers.failover import FailoverRecognizer
+
+    class Refusing:
+        name = "refusing"
+
+        async def open_stream(self, options: RecognitionOptions):
+            raise AuthError("key revoked", code="UNAUTHENTICATED")
+
+    class Fine:
+        name = "fine"
+
+        async def open_stream(self, options: RecognitionOptions):
+            return object()
+
+    shared = FailoverRecognizer([Refusing(), Fine()])
+    first, second = shared.for_call(), shared.for_call()
+    await first.open_stream(RecognitionOptions())
+    assert first.name == "fine" and [s.to_provider for s in shared.switches] == ["fine"]
+    assert second.name == "refusing"  # untouched by the first call's failure
+    assert shared.name == "refusing"

@@ -96,6 +96,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    # httpx logs every request URL at INFO; webhook URLs often carry a token.
+    for noisy in ("httpx", "httpcore"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     module_name, _, func_name = args.target.partition(":")
     func = getattr(importlib.import_module(module_name), func_name)
     result = func(args)

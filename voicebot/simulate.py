@@ -37,6 +37,7 @@ from voicebot.clock import Clock, RealClock
 from voicebot.config import Config, load_config
 from voicebot.emulator.espeak import EspeakSynthesizer
 from voicebot.engine.session import CallSession
+from voicebot.redact import redact_url
 from voicebot.runtime import Runtime
 from voicebot.transports.base import ClockPlayout
 
@@ -509,7 +510,7 @@ def run_cli(args: Any) -> int:
 
     logging.getLogger().setLevel(logging.WARNING)
     result = asyncio.run(main())
-    report = result.report() | {"store": store}
+    report = result.report() | {"store": redact_url(store)}
     if args.record:
         write_recording(result, args.record)
     if args.json:
@@ -517,5 +518,6 @@ def run_cli(args: Any) -> int:
         sys.stdout.write("\n")
     else:
         print(format_transcript(report))
-        print(f"(store: {store}{'' if args.store else ' — a sandbox, reset by each run'})")
+        where = redact_url(store) + ("" if args.store else " — a sandbox, reset by each run")
+        print(f"(store: {where})")
     return 0

@@ -49,7 +49,13 @@ def is_fatal(err: ProviderError) -> bool:
 
 class FailoverRecognizer:
     """A `SpeechRecognizer` over an ordered list of recognizers; `current` says which one
-    new streams use. It moves forward only (the last one stays, failing or not)."""
+    new streams use. It moves forward only (the last one stays, failing or not).
+
+    Failover state belongs to one call: the runtime keeps a process-wide instance (which
+    owns and closes the clients) and gives each call its own `for_call()` view, so one
+    call's failures never move another call, and every new call tries the preferred
+    provider first.
+    """
 
     def __init__(
         self,
@@ -69,6 +75,20 @@ class FailoverRecognizer:
         self._owned = list(recognizers if owns is None else owns)
         self._index = 0
         self._losses = 0
+
+    def for_call(self) -> FailoverRecognizer:
+        """A fresh view for one call: same clients, its own position and loss count."""
+        return FailoverRecognizer(
+            self.recognizers,
+            loss_threshold=self.loss_threshold,
+            on_switch=self._record_switch,
+            owns=(),
+        )
+
+    def _record_switch(self, sw: Switch) -> None:
+        self.switches.append(sw)
+        if self.on_switch is not None:
+            self.on_switch(sw)
 
     @property
     def current(self) -> SpeechRecognizer:

@@ -1,0 +1,32 @@
+"""Keep secrets and personal data out of logs and printed output."""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit, urlunsplit
+
+
+def redact_url(url: str) -> str:
+    """`postgresql://user:secret@host/db` -> `postgresql://user:***@host/db`; a query
+    string (webhook tokens) is dropped too."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "<unparseable url>"
+    netloc = parts.netloc
+    if "@" in netloc:
+        userinfo, host = netloc.rsplit("@", 1)
+        user = userinfo.split(":", 1)[0]
+        netloc = f"{user}:***@{host}" if ":" in userinfo else f"{user}@{host}"
+    query = "***" if parts.query else ""
+    return urlunsplit((parts.scheme, netloc, parts.path, query, ""))
+
+
+def mask_number(number: str | None) -> str:
+    """A phone number for a log line: the last two digits only (`+7*********67`)."""
+    if not number:
+        return "-"
+    digits = [c for c in number if c.isdigit()]
+    if len(digits) <= 2:
+        return "*" * len(digits)
+    prefix = "+" if number.strip().startswith("+") else ""
+    return prefix + "*" * (len(digits) - 2) + "".join(digits[-2:])
