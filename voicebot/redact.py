@@ -12,6 +12,8 @@ def redact_url(url: str) -> str:
         parts = urlsplit(url)
     except ValueError:
         return "<unparseable url>"
+    if "@" not in parts.netloc and not parts.query:
+        return url  # nothing secret (and sqlite:/// keeps its empty host)
     netloc = parts.netloc
     if "@" in netloc:
         userinfo, host = netloc.rsplit("@", 1)
