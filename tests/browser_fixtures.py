@@ -111,6 +111,7 @@ class FakeRuntime:
 
     cfg: Config = field(default_factory=Config)
     offline: bool = True
+    emulator_hooks: bool = True  # like Runtime offline: `start.emulator_utterances` is read
     crash: bool = False
     sessions: dict[str, FakeSession] = field(default_factory=dict)
     starts: list[dict[str, Any]] = field(default_factory=list)

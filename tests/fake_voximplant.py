@@ -145,6 +145,7 @@ class FakeRuntime:
         self.cfg = cfg or Config()
         self.greet_pcm = greet_pcm
         self.offline = True
+        self.emulator_hooks = True  # like Runtime offline: transports pass client scripts
         self.emulator = None
         self.greet_ms = greet_ms
         self.sessions: list[FakeSession] = []

@@ -338,6 +338,28 @@ async def test_register_endpoint_json_and_form(env: Env) -> None:
     assert len(env.registry) == 0  # consumed
 
 
+@pytest.mark.parametrize("hooks", [True, False])
+async def test_registered_utterances_reach_the_emulator_only_with_hooks(
+    env: Env, hooks: bool
+) -> None:
+    env.runtime.emulator_hooks = hooks
+    utter = ["Здравствуйте, хочу записаться на стрижку", "Завтра"]
+    fake = env.client()
+    assert await fake.register(env.http_url, None, None, utterances=utter) == 200
+    await fake.connect()
+    await until(lambda: bool(env.runtime.sessions))
+    await fake.hangup()
+    await asyncio.wait_for(fake.closed.wait(), WAIT)
+    await fake.aclose()
+    await env.finished()
+    md = dict(env.runtime.sessions[0].kwargs["stt_metadata"])
+    if hooks:
+        assert json.loads(md["x-emulator-utterances-bin"]) == utter
+        assert md["x-emulator-script-id"] == fake.uuid  # positions survive stream rotation
+    else:
+        assert md == {}
+
+
 async def test_unregistered_call_still_works_without_caller_id(env: Env) -> None:
     async with env.client() as fake:
         await fake.audio(tone(20))

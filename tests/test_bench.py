@@ -118,3 +118,42 @@ def test_summary_and_slo_from_records() -> None:
     assert r["v2v_ms"]["p50"] == pytest.approx(950.0)
     assert slo_ok(r)
     assert not slo_ok({**r, "underruns": 1})
+
+
+@pytest.mark.parametrize(
+    ("offline", "client_scripts", "hooks"),
+    [
+        (True, False, True),
+        (False, False, False),
+        (False, True, True),
+    ],
+)
+def test_emulator_hooks_only_offline_or_with_client_scripts(
+    offline: bool, client_scripts: bool, hooks: bool
+) -> None:
+    from voicebot.clock import RealClock
+    from voicebot.config import Config
+    from voicebot.runtime import Runtime
+
+    cfg = Config()
+    cfg.emulator.client_scripts = client_scripts
+    rt = Runtime(
+        cfg,
+        recognizer=None,  # type: ignore[arg-type]
+        synthesizer=None,  # type: ignore[arg-type]
+        llm=None,
+        dialogues=None,  # type: ignore[arg-type]
+        clock=RealClock(),
+        offline=offline,
+    )
+    assert rt.emulator_hooks is hooks
+
+
+def test_bench_conversations_are_coherent_and_varied() -> None:
+    from voicebot.bench_audio import all_lines, conversation
+
+    convs = [conversation(k) for k in range(300)]
+    assert all(len(c) == 6 and c[-1] == "Да, всё верно" for c in convs)
+    assert set().union(*convs) <= set(all_lines())  # every line has its audio
+    # concurrent calls rarely want the same time: (day, time) pairs are spread out
+    assert len({(c[1], c[2]) for c in convs}) >= 90

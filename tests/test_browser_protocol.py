@@ -385,6 +385,37 @@ async def test_dtmf_and_language() -> None:
         await ws.close()
 
 
+@pytest.mark.parametrize("hooks", [True, False])
+async def test_emulator_utterances_in_start_only_with_emulator_hooks(hooks: bool) -> None:
+    runtime = FakeRuntime(emulator_hooks=hooks)
+    script = ["Здравствуйте, хочу записаться на стрижку", "Завтра"]
+    async with serving(runtime) as client:
+        ws = await client.ws_connect("/ws")
+        await ws.send_json({"type": "start", "sample_rate": 16000, "emulator_utterances": script})
+        got = Received()
+        assert await read_until(ws, got, of_type("ready")) is not None
+        md = dict(runtime.starts[0]["stt_metadata"])
+        if hooks:
+            assert json.loads(md["x-emulator-utterances-bin"]) == script
+            # the script id is the call's own: two calls never share a position
+            assert md["x-emulator-script-id"] == f"browser-{runtime.starts[0]['session_id']}"
+        else:
+            assert md == {}  # ignored like any unknown field: production never passes it on
+        assert not got.of("error")
+        await ws.close()
+
+
+async def test_emulator_utterances_must_be_strings() -> None:
+    runtime = FakeRuntime()
+    async with serving(runtime) as client:
+        ws = await client.ws_connect("/ws")
+        await ws.send_json({"type": "start", "sample_rate": 16000, "emulator_utterances": [1]})
+        got = Received()
+        assert await read_until(ws, got, expect_error("bad_message")) is not None
+        assert runtime.starts == []  # no call was started
+        await ws.close()
+
+
 async def test_page_and_assets_are_served() -> None:
     runtime = FakeRuntime()
     async with serving(runtime) as client:

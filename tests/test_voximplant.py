@@ -255,7 +255,7 @@ async def test_scenario_hangup_ends_the_session(env: Env) -> None:
     assert vox.close_code == 1000
 
 
-async def test_emulator_utterances_pass_only_offline(env: Env) -> None:
+async def test_emulator_utterances_pass_only_with_emulator_hooks(env: Env) -> None:
     utter = ["Да", "Нет"]
     async with env.client(custom={"x-emulator-utterances": utter}) as vox:
         await vox.start()
@@ -263,7 +263,8 @@ async def test_emulator_utterances_pass_only_offline(env: Env) -> None:
     await env.finished()
     md = dict(env.runtime.sessions[0].kwargs["stt_metadata"])
     assert json.loads(md["x-emulator-utterances-bin"]) == utter
-    env.runtime.offline = False
+    assert md["x-emulator-script-id"]  # one id per call: positions survive stream rotation
+    env.runtime.emulator_hooks = False  # production: a caller cannot script the emulator
     async with env.client(custom={"x-emulator-utterances": utter}) as vox:
         await vox.start()
         await until(lambda: len(env.runtime.sessions) == 2)

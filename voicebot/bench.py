@@ -37,13 +37,12 @@ from typing import Any
 
 import yaml
 
-from voicebot.bench_audio import prepare, transcript
+from voicebot.bench_audio import prepare
 from voicebot.config import DEFAULT_CONFIG_PATH
 
 HOST = "127.0.0.1"
 RAMP_STEPS = (10, 25, 50, 100, 200, 300, 400, 500, 600, 800)
 SLO_OVERHEAD_P99_MS = 50.0
-TURN_SECONDS = 3.0  # a caller line + the reply, roughly: sizes the transcript script
 
 # Fixed provider latencies of the emulator (printed in every report).
 PROVIDER_LATENCIES: dict[str, float] = {
@@ -192,17 +191,17 @@ def _wait_http(url: str, proc: subprocess.Popen[str], timeout: float) -> None:
 class Setup:
     work: Path
     config: Path
-    script: Path
     api_key: str
     secret: str
-    store: str
+
+    def store(self, calls: int) -> str:
+        """A fresh booking database per step: earlier steps' bookings take no slots."""
+        return f"sqlite:///{self.work / f'bookings-{calls}.sqlite3'}"
 
 
-def make_setup(work: Path, base_config: str | None, lines_needed: int) -> Setup:
+def make_setup(work: Path, base_config: str | None) -> Setup:
     raw = yaml.safe_load(Path(base_config or DEFAULT_CONFIG_PATH).read_text(encoding="utf-8"))
     raw = raw or {}
-    script = work / "transcript.txt"
-    script.write_text("\n".join(transcript(lines_needed)) + "\n", encoding="utf-8")
     emu = raw.setdefault("emulator", {})
     emu.update(
         {
@@ -210,8 +209,9 @@ def make_setup(work: Path, base_config: str | None, lines_needed: int) -> Setup:
             "tts_chunk_ms": PROVIDER_LATENCIES["tts_chunk_ms"],
             "gpt_ttft_ms": PROVIDER_LATENCIES["gpt_ttft_ms"],
             "gpt_tokens_per_s": PROVIDER_LATENCIES["gpt_tokens_per_s"],
-            "stt_script": str(script),
             "stt_max_stream_s": 3600,
+            # Each call hands the emulator its own coherent transcript (bench only).
+            "client_scripts": True,
         }
     )
     raw.setdefault("yandex", {}).setdefault("stt", {})["eou_pause_ms"] = int(
@@ -227,10 +227,8 @@ def make_setup(work: Path, base_config: str | None, lines_needed: int) -> Setup:
     return Setup(
         work=work,
         config=cfg,
-        script=script,
         api_key="bench-" + os.urandom(8).hex(),
         secret="bench-" + os.urandom(8).hex(),
-        store=f"sqlite:///{work / 'bookings.sqlite3'}",
     )
 
 
@@ -256,7 +254,7 @@ class Bench:
         s = self.setup
         cmd = [self.python, "-m", "voicebot.cli", "--log-level", "WARNING", "emulator"]
         cmd += ["--host", HOST, "--stt-port", "0", "--tts-port", "0", "--http-port", "0"]
-        cmd += ["--api-key", s.api_key, "--stt-script", str(s.script), "--config", str(s.config)]
+        cmd += ["--api-key", s.api_key, "--config", str(s.config)]
         self.emulator = self.children.start(cmd, self._env(), s.work / "emulator.log")
         line = _wait_line(self.emulator, "EMULATOR_READY", 60)
         self.endpoints = json.loads(line.split(" ", 1)[1])
@@ -272,12 +270,20 @@ class Bench:
             "tls": False,
         }
         raw["server"]["port"] = http_port
+        # The server's own settings (config.yaml: uvloop auto, gc_freeze), unless a
+        # measurement of their effect overrides them.
+        uv = os.environ.get("VOICEBOT_BENCH_UVLOOP")
+        if uv in ("0", "1"):
+            raw["server"]["uvloop"] = "on" if uv == "1" else "off"
+        freeze = os.environ.get("VOICEBOT_BENCH_GC_FREEZE")
+        if freeze in ("0", "1"):
+            raw["server"]["gc_freeze"] = freeze == "1"
         raw["telephony"]["audiosocket"]["port"] = as_port
         path = self.setup.work / "server-config.yaml"
         path.write_text(yaml.safe_dump(raw, allow_unicode=True, sort_keys=False), "utf-8")
         return path
 
-    def start_server(self) -> tuple[subprocess.Popen[str], int, int]:
+    def start_server(self, calls: int) -> tuple[subprocess.Popen[str], int, int]:
         http_port, as_port = free_port(), free_port()
         cfg = self._server_config(http_port, as_port)
         env = self._env()
@@ -285,8 +291,6 @@ class Bench:
         env["YANDEX_FOLDER_ID"] = "b1gbenchfolder"
         env["VOICEBOT_VOXIMPLANT_SECRET"] = self.setup.secret
         cmd = [self.python, "-m", "voicebot.bench_server"]
-        if self.args.uvloop:
-            cmd.append("--uvloop")
         cmd += [
             "--log-level",
             os.environ.get("VOICEBOT_BENCH_SERVER_LOG", "WARNING"),
@@ -295,13 +299,13 @@ class Bench:
             str(cfg),
         ]
         cmd += ["--port", str(http_port), "--audiosocket-port", str(as_port)]
-        cmd += ["--store", self.setup.store]
+        cmd += ["--store", self.setup.store(calls)]
         proc = self.children.start(cmd, env, self.setup.work / "server.log")
         _wait_http(f"http://{HOST}:{http_port}/healthz", proc, 60)
         return proc, http_port, as_port
 
     def run_step(self, calls: int) -> dict[str, Any]:
-        server, http_port, as_port = self.start_server()
+        server, http_port, as_port = self.start_server(calls)
         try:
             return self._measure(server, http_port, as_port, calls)
         finally:
@@ -324,6 +328,7 @@ class Bench:
         cmd = [self.python, "-m", "voicebot.bench_load", "--transport", a.transport]
         cmd += ["--url", url, "--audio", str(audio), "--calls", str(calls)]
         cmd += ["--duration", str(a.duration), "--out", str(out), "--secret", s.secret]
+        cmd += ["--register-url", f"http://{HOST}:{http_port}/audiosocket/register"]
         if a.uvloop:
             cmd.append("--uvloop")
         load = self.children.start(cmd, self._env(), s.work / f"load-{calls}.log")
@@ -549,14 +554,15 @@ def _t(p: dict[str, float | None]) -> str:
 
 
 def run_cli(args: argparse.Namespace) -> int:
-    args.uvloop = getattr(args, "uvloop", False) or os.environ.get("VOICEBOT_BENCH_UVLOOP") == "1"
+    # The load generator on uvloop (cheaper client; the server is set by VOICEBOT_BENCH_UVLOOP).
+    args.uvloop = (
+        getattr(args, "uvloop", False) or os.environ.get("VOICEBOT_BENCH_LOAD_UVLOOP") == "1"
+    )
     args.profile = getattr(args, "profile", None) or os.environ.get("VOICEBOT_BENCH_PROFILE")
     keep = os.environ.get("VOICEBOT_BENCH_KEEP")  # keep logs and results here
     steps = [s for s in RAMP_STEPS if s <= max(args.calls, RAMP_STEPS[0])] if args.ramp else []
     if args.ramp and args.calls > RAMP_STEPS[-1]:
         steps.append(args.calls)
-    max_calls = max(steps) if steps else args.calls
-    lines_needed = int(max_calls * (args.duration + 30) / TURN_SECONDS * 2) + 200
     children = Children()
     work = Path(keep) if keep else Path(tempfile.mkdtemp(prefix="voicebot-bench-"))
     work.mkdir(parents=True, exist_ok=True)
@@ -567,10 +573,15 @@ def run_cli(args: argparse.Namespace) -> int:
 
     old = signal.signal(signal.SIGTERM, on_signal)
     try:
-        bench = Bench(args, make_setup(work, args.config, lines_needed), children)
+        bench = Bench(args, make_setup(work, args.config), children)
         prepare(work / "audio", RATES[args.transport])  # espeak-ng runs here, once
         bench.start_emulator()
-        info = {"machine": machine(), "transport": args.transport, "uvloop": args.uvloop}
+        info = {
+            "machine": machine(),
+            "transport": args.transport,
+            "server_uvloop": _server_loop(),
+            "load_uvloop": args.uvloop,
+        }
         if not args.json:
             print(f"voicebot bench: {info}", file=sys.stderr)
             print(f"provider latencies (emulator): {PROVIDER_LATENCIES}", file=sys.stderr)
@@ -606,6 +617,16 @@ def run_cli(args: argparse.Namespace) -> int:
         if not keep:
             shutil.rmtree(work, ignore_errors=True)
     return 0
+
+
+def _server_loop() -> str:
+    """What `server.uvloop: auto` picks here (or the VOICEBOT_BENCH_UVLOOP override)."""
+    uv = os.environ.get("VOICEBOT_BENCH_UVLOOP")
+    if uv in ("0", "1"):
+        return "uvloop" if uv == "1" else "asyncio"
+    from voicebot.server import loop_factory
+
+    return "uvloop" if loop_factory("auto") else "asyncio"
 
 
 def _last_ok(results: list[dict[str, Any]]) -> dict[str, Any]:

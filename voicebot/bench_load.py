@@ -28,6 +28,7 @@ import argparse
 import asyncio
 import base64
 import contextlib
+import itertools
 import json
 import logging
 import os
@@ -42,7 +43,7 @@ from typing import Any
 
 import aiohttp
 
-from voicebot.bench_audio import FRAME_MS, load
+from voicebot.bench_audio import FRAME_MS, conversation, load
 
 log = logging.getLogger("voicebot.bench_load")
 
@@ -53,11 +54,13 @@ PAUSE_AFTER_REPLY_S = 0.8  # the caller waits this long after the bot finished (
 UNDERRUN_SLACK_S = 0.02  # ws/voximplant: arrival this much after the buffer ran dry
 AUDIOSOCKET_GAP_S = 0.06  # audiosocket: a gap this long mid-reply
 ACK_EVERY_FRAMES = 5  # browser `playback` acks every 100 ms
+HANGUP_WAIT_S = 3.0  # after its last line, the caller waits this long for the bot's goodbye
 
 
 @dataclass
 class Stats:
     v2v_ms: list[float] = field(default_factory=list)
+    v2v_by_line: dict[int, list[float]] = field(default_factory=dict)  # caller line no.
     underruns: int = 0
     underrun_gaps_ms: list[float] = field(default_factory=list)
     errors: int = 0
@@ -110,14 +113,19 @@ class Caller:
     """One call's caller side, independent of the transport's wire format."""
 
     def __init__(
-        self, lines: list[tuple[bytes, int]], rate: int, stats: Stats, first_line: int
+        self,
+        audio: dict[str, tuple[bytes, int]],
+        script: list[str],
+        rate: int,
+        stats: Stats,
     ) -> None:
-        self.lines = lines
+        self.audio = audio
+        self.script = script  # this call's lines; the emulator gets the same texts
         self.rate = rate
         self.frame_bytes = rate * 2 * FRAME_MS // 1000
         self.silence = bytes(self.frame_bytes)
         self.stats = stats
-        self.line_no = first_line
+        self.line_no = 0
         self._speech: bytes = b""
         self._pos = 0
         self._last_voiced_at = -1  # byte offset of the last voiced frame's start
@@ -138,7 +146,7 @@ class Caller:
     # ------------------------------------------------------------- microphone
 
     def say(self, line: int) -> None:
-        pcm, last = self.lines[line % len(self.lines)]
+        pcm, last = self.audio[self.script[line]]
         self._speech, self._pos = pcm, 0
         self._last_voiced_at = last * self.frame_bytes
         self.speech_end = None
@@ -175,7 +183,9 @@ class Caller:
         else:
             self.reply_active = True
             if self.speech_end is not None and not self.first_audio.is_set():
-                self.stats.v2v_ms.append(round((now - self.speech_end) * 1000, 1))
+                v2v = round((now - self.speech_end) * 1000, 1)
+                self.stats.v2v_ms.append(v2v)
+                self.stats.v2v_by_line.setdefault(self.line_no, []).append(v2v)
             self.first_audio.set()
         self.playout_end = max(self.playout_end, now) + dur
         self.received_ms += dur * 1000
@@ -208,6 +218,11 @@ class Caller:
         await self._listen(loop)  # the greeting
         while loop.time() < deadline and not self.ended.is_set():
             await _sleep_or(PAUSE_AFTER_REPLY_S, self.ended)
+            if self.line_no >= len(self.script):
+                # All said (booked): the bot says goodbye and hangs up; if it does not
+                # (the conversation went another way), the caller hangs up.
+                await _sleep_or(HANGUP_WAIT_S, self.ended)
+                return
             if self.ended.is_set() or loop.time() >= deadline:
                 return
             self.say(self.line_no)
@@ -264,7 +279,8 @@ class WsCaller(Caller):
 
     async def connect(self) -> None:
         self._ws = await self._http.ws_connect(self._url, max_msg_size=4 << 20)
-        await self._ws.send_str(json.dumps({"type": "start", "sample_rate": self.rate}))
+        start = {"type": "start", "sample_rate": self.rate, "emulator_utterances": self.script}
+        await self._ws.send_str(json.dumps(start, ensure_ascii=False))
         self._reader = asyncio.create_task(self._read())
         if not await _wait_or(self._ready, self.ended, 15):
             raise ConnectionError(self.failed or "no `ready` in 15 s")
@@ -353,8 +369,11 @@ class VoximplantCaller(Caller):
         self._idle: asyncio.TimerHandle | None = None
 
     async def connect(self) -> None:
+        call_id = uuid.uuid4().hex
         self._ws = await self._http.ws_connect(
-            self._url, headers={"Authorization": f"Bearer {self._secret}"}, max_msg_size=4 << 20
+            f"{self._url}?call={call_id}",
+            headers={"Authorization": f"Bearer {self._secret}"},
+            max_msg_size=4 << 20,
         )
         self._reader = asyncio.create_task(self._read())
         await self._ws.send_str(
@@ -364,7 +383,10 @@ class VoximplantCaller(Caller):
                     "sequenceNumber": 0,
                     "start": {
                         "mediaFormat": {"encoding": "ULAW", "sampleRate": 8000, "channels": 1},
-                        "customParameters": {"call_id": uuid.uuid4().hex},
+                        "customParameters": {
+                            "call_id": call_id,
+                            "x-emulator-utterances": self.script,
+                        },
                     },
                 }
             )
@@ -446,17 +468,26 @@ class VoximplantCaller(Caller):
 class AudioSocketCaller(Caller):
     """Asterisk's AudioSocket (tests/fake_asterisk.py): 3-byte header, 320-byte slin."""
 
-    def __init__(self, host: str, port: int, **kw: Any) -> None:
+    def __init__(
+        self, http: aiohttp.ClientSession, register_url: str, host: str, port: int, **kw: Any
+    ) -> None:
         super().__init__(**kw)
+        self._http = http
+        self._register_url = register_url
         self._host, self._port = host, port
         self._reader_task: asyncio.Task[None] | None = None
         self._writer: asyncio.StreamWriter | None = None
         self._idle: asyncio.TimerHandle | None = None
 
     async def connect(self) -> None:
+        call = uuid.uuid4()
+        # The dialplan's register step (no caller id: the bot asks for the phone number).
+        body = {"uuid": str(call), "utterances": self.script}
+        async with self._http.post(self._register_url, json=body) as r:
+            r.raise_for_status()
         reader, writer = await asyncio.open_connection(self._host, self._port)
         self._writer = writer
-        writer.write(struct.pack(">BH", 0x01, 16) + uuid.uuid4().bytes)
+        writer.write(struct.pack(">BH", 0x01, 16) + call.bytes)
         self._reader_task = asyncio.create_task(self._read(reader))
 
     async def send_audio(self, frame: bytes, now: float, ack: bool) -> None:
@@ -515,7 +546,7 @@ class AudioSocketCaller(Caller):
 
 
 async def _slot(
-    make: Callable[[int], Caller],
+    make: Callable[[], Caller],
     clock: FrameClock,
     stats: Stats,
     slot: int,
@@ -527,7 +558,7 @@ async def _slot(
     await asyncio.sleep(max(0.0, start_at - loop.time()))
     n = 0
     while loop.time() < deadline - 1.0:
-        caller = make(slot * 7 + n)
+        caller = make()
         n += 1
         stats.calls_started += 1
         try:
@@ -559,7 +590,8 @@ def _cpu_s() -> float:
 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
-    rate, lines = load(Path(args.audio))
+    rate, audio = load(Path(args.audio))
+    call_no = itertools.count()
     stats = Stats()
     clock = FrameClock(stats)
     stop = asyncio.Event()
@@ -571,19 +603,20 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     connector = aiohttp.TCPConnector(limit=0)
     async with aiohttp.ClientSession(connector=connector) as http:
 
-        def make(first_line: int) -> Caller:
+        def make() -> Caller:
+            """The next call, with its own booking conversation."""
             kw: dict[str, Any] = {
-                "lines": lines,
+                "audio": audio,
+                "script": conversation(next(call_no)),
                 "rate": rate,
                 "stats": stats,
-                "first_line": first_line,
             }
             if args.transport == "ws":
                 return WsCaller(http, args.url, **kw)
             if args.transport == "voximplant":
                 return VoximplantCaller(http, args.url, args.secret, **kw)
             host, _, port = args.url.rpartition(":")
-            return AudioSocketCaller(host, int(port), **kw)
+            return AudioSocketCaller(http, args.register_url, host, int(port), **kw)
 
         ticker = asyncio.create_task(clock.run(stop))
         slots = [
@@ -617,6 +650,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "duration_s": round(wall1 - wall0, 2),
         "window": [wall0, wall1],
         "v2v_ms": stats.v2v_ms,
+        "v2v_by_line": stats.v2v_by_line,
         "underruns": stats.underruns,
         "underrun_gaps_ms": stats.underrun_gaps_ms[:200],
         "errors": stats.errors,
@@ -645,6 +679,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--calls", type=int, required=True)
     p.add_argument("--duration", type=float, required=True)
     p.add_argument("--secret", default=os.environ.get("VOICEBOT_VOXIMPLANT_SECRET", ""))
+    p.add_argument("--register-url", default="", help="audiosocket: POST /audiosocket/register")
     p.add_argument("--out", required=True)
     p.add_argument("--uvloop", action="store_true")
     args = p.parse_args(argv)

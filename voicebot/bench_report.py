@@ -29,6 +29,8 @@ def render(results: list[dict[str, Any]], command: str) -> str:
         f"Machine: {m.get('nproc')} cores, {m.get('cpu')}, {m.get('ram_gb')} GB RAM, "
         f"Python {m.get('python')}.",
         f"Emulator provider latencies: {json.dumps(lat)}.",
+        f"Server event loop: {results[0].get('server_uvloop', '?') if results else '?'}; "
+        "each call speaks its own booking conversation (emulator client scripts).",
         "",
         f"Command: `{command}`",
         "",

@@ -2,17 +2,15 @@
 
 Until `voicebot/server.py` mounts `voicebot.metrics` itself, this wrapper adds the
 route to the app `serve` builds, and a bench-only `POST /bench/reset` that empties the
-turn records between ramp steps. `--uvloop` runs the same server on uvloop, to measure
-what the optional extra buys.
+turn records between ramp steps. The event loop (uvloop or asyncio) and gc.freeze are
+the server's own settings (`server.uvloop`, `server.gc_freeze`).
 
-    python -m voicebot.bench_server [--uvloop] serve --config FILE ...
+    python -m voicebot.bench_server serve --config FILE ...
 """
 
 from __future__ import annotations
 
 import asyncio
-import gc
-import os
 import sys
 from typing import Any
 
@@ -69,9 +67,6 @@ def _wrap_create_app() -> None:
             return web.json_response(lag.summary())
 
         async def start_lag(app: web.Application) -> None:
-            if os.environ.get("VOICEBOT_BENCH_GC") == "freeze":
-                gc.collect()
-                gc.freeze()  # start-up objects (dictionaries, catalog) leave the GC's scans
             lag.task = asyncio.get_running_loop().create_task(lag.run())
 
         async def stop_lag(app: web.Application) -> None:
@@ -94,11 +89,6 @@ def _wrap_create_app() -> None:
 
 
 def main(argv: list[str]) -> int:
-    if argv and argv[0] == "--uvloop":
-        import uvloop
-
-        uvloop.install()
-        argv = argv[1:]
     _wrap_create_app()
     from voicebot.cli import main as cli_main
 

@@ -89,6 +89,10 @@ class EmulatorSettings:
     gpt_ttft_ms: int = 300
     gpt_tokens_per_s: float = 60.0
     iam_token_ttl_s: float = 43200.0
+    # TEST/BENCH ONLY: let a caller hand the emulator its transcript script (browser
+    # `start.emulator_utterances`, Voximplant `x-emulator-utterances`, AudioSocket
+    # register `utterances`) even when the server runs against cloud-like endpoints.
+    client_scripts: bool = False
 
 
 @dataclass
@@ -115,6 +119,8 @@ class ServerSettings:
     max_message_bytes: int = 65536
     max_session_s: float = 1800.0
     allowed_sample_rates: list[int] = field(default_factory=lambda: [8000, 16000, 48000])
+    uvloop: str = "auto"  # auto: when installed (extra `fast`); on: required; off
+    gc_freeze: bool = True  # start-up objects leave the GC's scans (fewer loop stalls)
 
 
 @dataclass

@@ -58,6 +58,9 @@ class Runtime:
         self.dialogues = dialogues
         self.clock = clock
         self.offline = offline
+        # Transports pass a caller's transcript script to the emulator only when this
+        # is on: offline, or a test/bench server with `emulator.client_scripts`.
+        self.emulator_hooks = offline or cfg.emulator.client_scripts
         self.emulator = emulator
         self._closers = closers or []
         self.sessions: dict[str, CallSession] = {}

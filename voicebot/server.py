@@ -12,8 +12,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
+import json
 import logging
 import signal
+import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -53,7 +57,21 @@ CSP = (
 def default_session_factory(runtime: Runtime) -> SessionFactory:
     def new_session(transport: BrowserTransport, start: StartRequest) -> BrowserSession:
         metadata = {"language": start.language} if start.language else None
-        return runtime.new_session(transport, channel="browser", metadata=metadata)
+        session_id = uuid.uuid4().hex[:12]
+        stt_metadata: tuple[tuple[str, str], ...] = ()
+        if start.emulator_utterances is not None:  # only parsed with emulator hooks on
+            script = json.dumps(list(start.emulator_utterances), ensure_ascii=False)
+            stt_metadata = (
+                ("x-emulator-utterances-bin", script),
+                ("x-emulator-script-id", f"browser-{session_id}"),
+            )
+        return runtime.new_session(
+            transport,
+            channel="browser",
+            metadata=metadata,
+            stt_metadata=stt_metadata,
+            session_id=session_id,
+        )
 
     return new_session
 
@@ -158,6 +176,7 @@ def _limits(runtime: Runtime) -> BrowserLimits:
         allowed_sample_rates=tuple(cfg.server.allowed_sample_rates),
         barge_in=cfg.engine.barge_in,
         offline=bool(runtime.offline),
+        emulator_hooks=bool(getattr(runtime, "emulator_hooks", False)),
     )
 
 
@@ -241,6 +260,10 @@ async def serve(args: argparse.Namespace) -> int:
             host, port = sock.getsockname()[:2]
             log.info("voicebot serving on http://%s:%d/", _url_host(host), port)
         audiosocket_server = await _start_audiosocket(runtime, cfg)
+        if cfg.server.gc_freeze:
+            gc.collect()
+            gc.freeze()  # the runtime, catalog and modules are never garbage
+        log.info("event loop: %s", type(loop).__module__)
         await stop.wait()
         log.info("shutting down")
     finally:
@@ -277,5 +300,20 @@ def _url_host(host: str) -> str:
     return f"[{host}]" if ":" in host else host
 
 
+def loop_factory(setting: str) -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """uvloop's loop for `server.uvloop` auto (when installed) or on; None: asyncio's."""
+    if setting == "off":
+        return None
+    try:
+        import uvloop
+    except ImportError:
+        if setting == "on":
+            raise RuntimeError("server.uvloop is on but uvloop is not installed") from None
+        return None
+    return uvloop.new_event_loop
+
+
 def run_cli(args: argparse.Namespace) -> int:
-    return asyncio.run(serve(args))
+    cfg = load_config(getattr(args, "config", None))
+    with asyncio.Runner(loop_factory=loop_factory(cfg.server.uvloop)) as runner:
+        return runner.run(serve(args))

@@ -8,11 +8,14 @@ last end of utterance the old one delivered, so no caller speech is lost and no 
 are doubled. When no caller audio flows, `silence_chunk` keeps the stream from the
 5-second inactivity abort.
 
-Audio is batched (default 100 ms) before it goes to the provider while nobody speaks:
-recognition loses nothing, and the per-call cost drops fivefold against 20 ms writes.
-Once the caller is mid-utterance each frame goes out at once, so the end-of-utterance
-pause is measured on time. One worker task per call owns all writes; feeding audio
-never creates a task.
+Audio is batched (default 100 ms) before it goes to the provider: recognition loses
+nothing, and each gRPC write costs the same whatever its size (~75 µs of server CPU plus
+the provider's), so 20 ms writes would cost fivefold. Only the end of an utterance is
+time-critical: once the caller is mid-utterance and the line has been quiet for a while
+(the pause the provider is timing), each frame goes out at once, so the
+end-of-utterance pause is measured on time; loud speech frames keep being batched,
+which delays nothing but partials. One worker task per call owns all writes; feeding
+audio never creates a task.
 """
 
 from __future__ import annotations
@@ -21,6 +24,8 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable
+
+import numpy as np
 
 from voicebot.clock import Clock
 from voicebot.config import EngineSettings
@@ -35,6 +40,11 @@ from voicebot.providers.base import (
 log = logging.getLogger(__name__)
 
 IDLE_REPLAY_MARGIN_MS = 3000
+# A frame whose peak is below this (~-30 dBFS) may be the pause that ends an utterance.
+QUIET_PEAK = 1000
+# Quiet frames go out one by one from this long before the provider's pause hint ends:
+# earlier quiet audio cannot end the utterance yet, so it may wait for its batch.
+EOU_GUARD_MS = 300
 
 
 class ContinuousRecognizer:
@@ -55,6 +65,8 @@ class ContinuousRecognizer:
         self._on_error = on_error
         self._bytes_per_ms = options.sample_rate * 2 // 1000
         self._batch_bytes = settings.stt_batch_ms * self._bytes_per_ms
+        self._quiet_ms = 0  # how long the caller's line has been quiet (mid-utterance)
+        self._flush_quiet_ms = max(0, options.eou_pause_ms - EOU_GUARD_MS)
         # Ring buffer of caller audio: _ring holds call audio [_ring_start_ms, fed_ms).
         self._ring = bytearray()
         self._ring_start_ms = 0
@@ -89,10 +101,21 @@ class ContinuousRecognizer:
         self._fed_bytes += len(pcm)
         if self._worker is None:
             self._worker = asyncio.get_running_loop().create_task(self._run(), name="stt-worker")
-        # While the caller is mid-utterance every frame goes out at once, so the end of
-        # utterance is detected without waiting for a batch to fill.
-        if self._fed_bytes - self._sent_upto >= self._batch_bytes or not self.assembler.idle:
+        # Mid-utterance, once the pause that may end it has gone on for a while, every
+        # frame goes out at once: the end of utterance waits for no batch to fill.
+        if self._fed_bytes - self._sent_upto >= self._batch_bytes or self._eou_near(pcm):
             self._wake.set()
+
+    def _eou_near(self, pcm: bytes) -> bool:
+        if self.assembler.idle:
+            self._quiet_ms = 0
+            return False
+        samples = np.frombuffer(pcm, dtype="<i2", count=len(pcm) // 2)
+        if samples.size and int(np.abs(samples).max()) >= QUIET_PEAK:
+            self._quiet_ms = 0
+            return False
+        self._quiet_ms += len(pcm) // self._bytes_per_ms
+        return self._quiet_ms >= self._flush_quiet_ms
 
     def tick(self) -> None:
         """Periodic check (the session's ticker): keep-alive silence when audio stalls."""
@@ -180,7 +203,9 @@ class ContinuousRecognizer:
             if self._stream_failed is not None or self._stream_ended:
                 return "failed"
             pending = self._fed_bytes - self._sent_upto
-            urgent = not self.assembler.idle or self._keepalive_due()
+            urgent = (
+                not self.assembler.idle and self._quiet_ms >= self._flush_quiet_ms
+            ) or self._keepalive_due()
             if pending >= self._batch_bytes or (pending > 0 and urgent):
                 await self._write_audio(stream, pending)
             elif self._keepalive_due():

@@ -446,7 +446,7 @@ class AudioSocketCall:
                 raise ProtocolError(f"unexpected message type 0x{kind:02x}")
 
     def _emulator_metadata(self, info: CallInfo, call_uuid: str) -> tuple[tuple[str, str], ...]:
-        if info.utterances is None or not getattr(self.runtime, "offline", False):
+        if info.utterances is None or not getattr(self.runtime, "emulator_hooks", False):
             return ()
         return (
             ("x-emulator-utterances-bin", json.dumps(list(info.utterances), ensure_ascii=False)),

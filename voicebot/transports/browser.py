@@ -61,6 +61,8 @@ class StartRequest:
 
     sample_rate: int
     language: str | None = None
+    # TEST/BENCH ONLY (`emulator_hooks`): what the emulator will "recognize", in order.
+    emulator_utterances: tuple[str, ...] | None = None
 
 
 SessionFactory = Callable[["BrowserTransport", StartRequest], BrowserSession]
@@ -75,6 +77,7 @@ class BrowserLimits:
     allowed_sample_rates: tuple[int, ...] = (8000, 16000, 48000)
     barge_in: bool = False
     offline: bool = False
+    emulator_hooks: bool = False  # accept `start.emulator_utterances` (tests, bench)
     extra_capabilities: Mapping[str, Any] = field(default_factory=dict)
 
     @property
@@ -325,9 +328,12 @@ class BrowserCall:
         language = message.get("language")
         if language is not None and not _is_language_tag(language):
             raise ProtocolError("bad_message", "language must be a tag such as ru-RU.")
+        utterances = self._emulator_utterances(message)
         self.transport = BrowserTransport(self.ws, rate)
         try:
-            self.session = self._new_session(self.transport, StartRequest(rate, language))
+            self.session = self._new_session(
+                self.transport, StartRequest(rate, language, utterances)
+            )
         except Exception:
             log.exception("could not start a browser session")
             self.transport = None
@@ -346,6 +352,16 @@ class BrowserCall:
         # `ready` is on the wire before the session can say anything (its greeting).
         self._run_task = asyncio.create_task(self._run_session())
         self._run_task.add_done_callback(lambda _t: self._interrupt.set())
+
+    def _emulator_utterances(self, message: Mapping[str, Any]) -> tuple[str, ...] | None:
+        """The caller's transcript script for the emulator; ignored (like any unknown
+        field) unless the server runs with emulator hooks, so production never sees it."""
+        raw = message.get("emulator_utterances")
+        if raw is None or not self._limits.emulator_hooks:
+            return None
+        if not isinstance(raw, list) or not all(isinstance(x, str) for x in raw):
+            raise ProtocolError("bad_message", "emulator_utterances must be a list of strings.")
+        return tuple(raw)
 
     def _capabilities(self, rate: int) -> dict[str, Any]:
         pcm = {"encoding": "pcm_s16le", "sample_rate": rate, "channels": 1}

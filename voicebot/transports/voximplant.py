@@ -37,6 +37,7 @@ import hmac
 import json
 import logging
 import re
+import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -541,9 +542,9 @@ def _metadata(custom: Mapping[str, Any], query: Mapping[str, str]) -> dict[str, 
 def _emulator_metadata(
     runtime: Any, custom: Mapping[str, Any], call_id: str
 ) -> tuple[tuple[str, str], ...]:
-    """Offline only: let a test client script what the emulator 'recognizes'."""
+    """Emulator hooks only (offline, or `emulator.client_scripts`): let a test client script what the emulator 'recognizes'."""
     raw = custom.get(EMULATOR_UTTERANCES_KEY)
-    if raw is None or not getattr(runtime, "offline", False):
+    if raw is None or not getattr(runtime, "emulator_hooks", False):
         return ()
     if isinstance(raw, str):
         try:
@@ -594,7 +595,7 @@ class VoximplantCall:
         self.session: Any = None
         self._run_task: asyncio.Task[Any] | None = None
         self.stats = CallStats()
-        self.call_id = query.get("call", "")[:128] or f"vox-{id(self):x}"
+        self.call_id = query.get("call", "")[:128] or f"vox-{uuid.uuid4().hex[:12]}"
         self.finished = asyncio.Event()  # set once every task of this call is gone
 
     async def _send_json(self, msg: Mapping[str, Any]) -> None:
