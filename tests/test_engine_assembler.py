@@ -150,3 +150,24 @@ def test_stream_reset_maps_times_and_drops_unfinished_finals() -> None:
     c.feed(final("половина фразы", 0, 500, 1400), eou(1400))
     assert [u.text for u in c.utterances] == ["раз", "половина фразы"]
     assert (c.utterances[1].start_ms, c.utterances[1].end_ms) == (2000, 2900)
+
+
+def test_trailing_empty_final_after_the_eou_leaves_the_assembler_idle() -> None:
+    """eou_update, then an empty final for the audio it closed (a SpeechKit quirk)."""
+    c = Collector()
+    c.feed(
+        final("да", 0, 1000, 1400),
+        FinalRefinement("Да", 0),
+        eou(2100),
+        Final("", 1, 0, 0, AudioCursors(final_time_ms=2100, final_index=1)),
+        StatusCode("WORKING"),
+    )
+    assert [u.text for u in c.utterances] == ["Да"]
+    assert c.asm.idle  # reprompts, rotation and batching depend on this
+
+
+def test_an_eou_that_closed_nothing_does_not_capture_the_next_utterance() -> None:
+    c = Collector(normalize=False)
+    c.feed(eou(2000))  # an EOU on silence
+    c.feed(final("завтра", 0, 5000, 5600), eou(6300))
+    assert [(u.text, u.eou_ms) for u in c.utterances] == [("завтра", 6300)]

@@ -67,11 +67,14 @@ async def test_one_caller_turn_per_line_and_one_reply_per_turn() -> None:
 
 @pytest.mark.parametrize("quirk", ["double_final", "empty_final", "eou_before_final"])
 async def test_recognizer_quirks_still_give_one_turn_per_utterance(quirk: str) -> None:
-    cfg = engine_config(emulator={"stt_quirks": [quirk]})
-    res = await simulate(cfg, script(*LINES[:2]))
+    cfg = engine_config(emulator={"stt_quirks": [quirk]}, silence_timeout_s=3.0)
+    res = await simulate(cfg, script(*LINES[:2], {"silence_ms": 6000}))
     rep = res.report()
     assert caller_texts(rep) == LINES[:2]
     assert len([t for t in res.session.turns if t.trigger == "utterance"]) == 2
+    # The quirk leaves nothing pending: the caller's silence is noticed afterwards.
+    assert [t for t in res.session.turns if t.trigger == "silence"]
+    assert res.session.assembler.idle
 
 
 @pytest.mark.parametrize("barge_in", [False, True])

@@ -14,7 +14,7 @@ import pytest
 
 from voicebot.clock import VirtualClock
 from voicebot.config import EngineSettings
-from voicebot.dialogue import EchoDialogue, ReplyPart, TranscriptLine
+from voicebot.dialogue import DialogueAction, EchoDialogue, ReplyPart, TranscriptLine
 from voicebot.engine.session import TICK_S, CallSession
 from voicebot.providers.base import (
     AudioCursors,
@@ -347,3 +347,42 @@ async def test_new_input_replaces_an_answer_in_progress_and_its_queued_audio() -
     finals = [text for _, text in transport.bot_lines()]
     assert finals[-1] == "Сейчас посмотрю, что у нас есть. Вы сказали: два."
     assert not any("раз" in t for t in finals)
+
+
+async def test_bot_hangup_keeps_its_reason_when_the_transport_reports_the_close() -> None:
+    """A telephony transport closes its socket on hangup(), and its close handler ends
+    the session as 'caller_hangup'; the summary must still say who hung up."""
+    session, clock, transport, _ = make_session(silence_timeout_s=2.0, max_silence_prompts=3)
+
+    async def hangup(reason: str) -> None:
+        transport.hung_up = reason
+        session.end("caller_hangup")  # what the transport's socket-closed path does
+
+    transport.hangup = hangup  # type: ignore[method-assign]
+    run = asyncio.create_task(session.run())
+    await clock.advance(30, step=0.05)
+    summary = await asyncio.wait_for(run, 1)
+    assert transport.hung_up == "silence"
+    assert summary["reason"] == "bot_hangup:silence"
+
+
+class GoodbyeDialogue(EchoDialogue):
+    def __init__(self, clock: VirtualClock) -> None:
+        super().__init__()
+
+    async def reply(self, text: str) -> AsyncIterator[ReplyPart]:
+        yield "До свидания, хорошего дня!"
+        yield DialogueAction("hangup", {"reason": "goodbye"})
+
+
+async def test_talking_over_the_goodbye_does_not_keep_the_call_open() -> None:
+    session, clock, transport, _ = make_session(dialogue=GoodbyeDialogue)
+    run = asyncio.create_task(session.run())
+    await clock.advance(2, step=0.05)
+    session.feed_text("пока")
+    await clock.advance(0.3, step=0.05)
+    session.feed_text("а ещё вопрос")  # during the goodbye
+    await clock.advance(5, step=0.05)
+    summary = await asyncio.wait_for(run, 1)
+    assert transport.hung_up == "goodbye"
+    assert summary["reason"] == "bot_hangup:goodbye"

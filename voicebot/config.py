@@ -106,7 +106,7 @@ class EngineSettings:
     reconnect_max_attempts: int = 6
     reconnect_backoff_s: float = 0.2
     replay_buffer_s: float = 20.0
-    silence_keepalive_ms: int = 1000
+    silence_keepalive_ms: int = 3000
     silence_timeout_s: float = 8.0
     max_silence_prompts: int = 3
 

@@ -160,7 +160,7 @@ class Runtime:
         clock = clock or self.clock
         y = self.cfg.yandex
         session_id = session_id or uuid.uuid4().hex[:12]
-        meter = MeteredLanguageModel(self.llm) if self.llm is not None else None
+        meter = MeteredLanguageModel(self.llm, clock) if self.llm is not None else None
         session = CallSession(
             transport=transport,
             recognizer=self.recognizer,

@@ -126,6 +126,20 @@ class UtteranceAssembler:
         idx = ev.final_index
         if idx in self._finals or idx <= self._closed_index:
             return  # duplicate delivery of the same final
+        end_call_ms = self._base_ms + (ev.end_ms or ev.cursors.final_time_ms)
+        if self._orphan_eou_ms is not None and end_call_ms > self._orphan_eou_ms:
+            self._orphan_eou_ms = None  # that EOU closed nothing; this final starts anew
+        if (
+            not ev.text.strip()
+            and self._segment is None
+            and not self._finals
+            and self._orphan_eou_ms is None
+            and end_call_ms <= self._last_eou_ms
+        ):
+            # An empty final for audio an EOU already closed: it ends nothing and must
+            # not leave the assembler looking busy (idle gates rotation and reprompts).
+            self._closed_index = idx
+            return
         start = self._base_ms + (ev.start_ms or (ev.words[0].start_ms if ev.words else 0))
         end = self._base_ms + (
             ev.end_ms or (ev.words[-1].end_ms if ev.words else ev.cursors.final_time_ms)

@@ -1,19 +1,21 @@
 """Measures how long a turn waits on the language model, so engine overhead can be
-reported separately from provider time."""
+reported separately from provider time. It reads the session's clock, like every other
+stage, so the figures stay consistent under `--speed` and in virtual time."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import AsyncIterator, Sequence
 
+from voicebot.clock import Clock
 from voicebot.providers.base import ChatMessage, Completion, GenerationOptions, LanguageModel
 
 
 class MeteredLanguageModel:
     """A transparent LanguageModel proxy that accumulates time spent awaiting it."""
 
-    def __init__(self, inner: LanguageModel) -> None:
+    def __init__(self, inner: LanguageModel, clock: Clock) -> None:
         self.inner = inner
+        self._clock = clock
         self.name = inner.name
         self.wait_ms = 0.0
         self.calls = 0
@@ -24,12 +26,12 @@ class MeteredLanguageModel:
     async def complete(
         self, messages: Sequence[ChatMessage], options: GenerationOptions = GenerationOptions()
     ) -> Completion:
-        t = time.perf_counter()
+        t = self._clock.monotonic()
         self.calls += 1
         try:
             return await self.inner.complete(messages, options)
         finally:
-            self.wait_ms += (time.perf_counter() - t) * 1000
+            self.wait_ms += (self._clock.monotonic() - t) * 1000
 
     async def stream(
         self, messages: Sequence[ChatMessage], options: GenerationOptions = GenerationOptions()
@@ -37,11 +39,11 @@ class MeteredLanguageModel:
         self.calls += 1
         it = self.inner.stream(messages, options).__aiter__()
         while True:
-            t = time.perf_counter()
+            t = self._clock.monotonic()
             try:
                 delta = await it.__anext__()
             except StopAsyncIteration:
-                self.wait_ms += (time.perf_counter() - t) * 1000
+                self.wait_ms += (self._clock.monotonic() - t) * 1000
                 return
-            self.wait_ms += (time.perf_counter() - t) * 1000
+            self.wait_ms += (self._clock.monotonic() - t) * 1000
             yield delta

@@ -25,8 +25,7 @@ import contextlib
 import logging
 from collections.abc import Callable
 
-import numpy as np
-
+from voicebot.audio import peak
 from voicebot.clock import Clock
 from voicebot.config import EngineSettings
 from voicebot.engine.assembler import UtteranceAssembler
@@ -35,6 +34,7 @@ from voicebot.providers.base import (
     RecognitionOptions,
     RecognitionStream,
     SpeechRecognizer,
+    StatusCode,
 )
 
 log = logging.getLogger(__name__)
@@ -66,6 +66,9 @@ class ContinuousRecognizer:
         self._bytes_per_ms = options.sample_rate * 2 // 1000
         self._batch_bytes = settings.stt_batch_ms * self._bytes_per_ms
         self._quiet_ms = 0  # how long the caller's line has been quiet (mid-utterance)
+        # Set by the session while the bot talks in barge-in mode: every frame goes out
+        # at once, so the caller's first words reach the recognizer without a batch wait.
+        self.low_latency = False
         self._flush_quiet_ms = max(0, options.eou_pause_ms - EOU_GUARD_MS)
         # Ring buffer of caller audio: _ring holds call audio [_ring_start_ms, fed_ms).
         self._ring = bytearray()
@@ -103,15 +106,18 @@ class ContinuousRecognizer:
             self._worker = asyncio.get_running_loop().create_task(self._run(), name="stt-worker")
         # Mid-utterance, once the pause that may end it has gone on for a while, every
         # frame goes out at once: the end of utterance waits for no batch to fill.
-        if self._fed_bytes - self._sent_upto >= self._batch_bytes or self._eou_near(pcm):
+        if (
+            self._fed_bytes - self._sent_upto >= self._batch_bytes
+            or self.low_latency
+            or self._eou_near(pcm)
+        ):
             self._wake.set()
 
     def _eou_near(self, pcm: bytes) -> bool:
         if self.assembler.idle:
             self._quiet_ms = 0
             return False
-        samples = np.frombuffer(pcm, dtype="<i2", count=len(pcm) // 2)
-        if samples.size and int(np.abs(samples).max()) >= QUIET_PEAK:
+        if peak(pcm) >= QUIET_PEAK:
             self._quiet_ms = 0
             return False
         self._quiet_ms += len(pcm) // self._bytes_per_ms
@@ -170,11 +176,12 @@ class ContinuousRecognizer:
                 continue
             if reason == "closed":
                 return
-            # The stream failed or ended on its own: reconnect and replay.
+            # The stream failed or ended on its own: reconnect and replay, after a pause
+            # that grows while streams keep failing before recognizing anything.
             self.reconnects += 1
-            attempts = 0 if got_results.is_set() else attempts + 1
+            attempts = 1 if got_results.is_set() else attempts + 1
             err = self._stream_failed or ProviderError("stream ended", code="ENDED", retriable=True)
-            if attempts and not await self._backoff(err, attempts):
+            if not await self._backoff(err, attempts):
                 return
 
     async def _backoff(self, err: ProviderError, attempts: int) -> bool:
@@ -204,8 +211,10 @@ class ContinuousRecognizer:
                 return "failed"
             pending = self._fed_bytes - self._sent_upto
             urgent = (
-                not self.assembler.idle and self._quiet_ms >= self._flush_quiet_ms
-            ) or self._keepalive_due()
+                self.low_latency
+                or (not self.assembler.idle and self._quiet_ms >= self._flush_quiet_ms)
+                or self._keepalive_due()
+            )
             if pending >= self._batch_bytes or (pending > 0 and urgent):
                 await self._write_audio(stream, pending)
             elif self._keepalive_due():
@@ -267,7 +276,8 @@ class ContinuousRecognizer:
     async def _read(self, stream: RecognitionStream, got_results: asyncio.Event) -> None:
         try:
             async for ev in stream:
-                got_results.set()
+                if not isinstance(ev, StatusCode):  # keep-alives prove nothing
+                    got_results.set()
                 self.assembler.on_event(ev)
         except ProviderError as e:
             self._stream_failed = e

@@ -196,6 +196,8 @@ class CallSession:
         """One turn at a time: a newer input replaces the answer still in progress,
         and the part of it already queued for playback."""
         if self._turn_task is not None and not self._turn_task.done():
+            if self.turns and self.turns[-1].hangup:
+                return  # the dialogue is saying goodbye: the call is ending
             self._turn_task.cancel()
             if self.transport.playout.is_playing():
                 self._spawn(self.transport.clear())
@@ -239,26 +241,36 @@ class CallSession:
                 await self.events.emit(
                     "turn", turn_id=turn.id, trigger=turn.trigger, latency_ms=latency
                 )
-            if turn.hangup:
-                await self._wait_played()
-                await self.transport.hangup(turn.hangup)
-                self.end(f"bot_hangup:{turn.hangup}")
         except asyncio.CancelledError:
-            speaker.cancel()
+            await _cancel(speaker)
             raise
         except ProviderError as e:
-            speaker.cancel()
+            await _cancel(speaker)
             log.warning("turn %s failed: %r", turn.id, e)
             await self.events.emit("error", code=e.code, message="the reply could not be produced")
         except Exception:
             # A bug in a dialogue must cost one answer, not the call.
-            speaker.cancel()
+            await _cancel(speaker)
             log.exception("turn %s crashed", turn.id)
             await self.events.emit(
                 "error", code="INTERNAL", message="the reply could not be produced"
             )
         finally:
             self._last_activity = self.clock.monotonic()
+        if turn.hangup:  # also when the goodbye could not be synthesized
+            await self._hang_up(turn.hangup)
+
+    async def _hang_up(self, reason: str) -> None:
+        """The dialogue ends the call: let the goodbye play out, then hang up."""
+        await self._wait_played()
+        if self._ended is not None:
+            return  # the caller left first
+        # Claim the reason before the transport closes: its own end() must not rename it.
+        self._ended = f"bot_hangup:{reason}"
+        try:
+            await self.transport.hangup(reason)
+        finally:
+            self._inbox.put_nowait(_End(self._ended))
 
     async def _speak(self, turn: Turn, sentences: asyncio.Queue[str | None]) -> None:
         """Play sentences in order; the next one is synthesized while this one streams,
@@ -290,7 +302,7 @@ class CallSession:
                         turn.tts_wait_ms = (now - requested) * 1000
                         turn.t_first_byte = now
                     if not self.gate.bot_audible:
-                        self.gate.bot_started(self.recognition.fed_ms)
+                        self._bot_started()
                         turn.audio_start_ms = self._ms()
                     await self.transport.play(pcm)
                     if turn.t_first_play is None:
@@ -333,7 +345,7 @@ class CallSession:
         """Caller audio at the transport's rate. Called per frame: keep it cheap."""
         self.recognition.feed(pcm)
         if self.gate.bot_audible and not self.transport.playout.is_playing():
-            self.gate.bot_stopped(self.recognition.fed_ms)
+            self._bot_stopped()
             self._last_activity = self.clock.monotonic()
 
     def feed_text(self, text: str) -> None:
@@ -381,8 +393,10 @@ class CallSession:
 
     def _barge_in(self) -> None:
         """The caller talks over the bot: stop playback and drop the stale answer."""
+        if self.turns and self.turns[-1].hangup:
+            return  # talking over the goodbye does not bring the call back
         log.info("barge-in: caller speech during playback")
-        self.gate.bot_stopped(self.recognition.fed_ms)
+        self._bot_stopped()
         if self._turn_task is not None and not self._turn_task.done():
             self._turn_task.cancel()
         self._spawn(self.transport.clear())
@@ -400,7 +414,7 @@ class CallSession:
             self.recognition.tick()
             playing = self.transport.playout.is_playing()
             if self.gate.bot_audible and not playing:
-                self.gate.bot_stopped(self.recognition.fed_ms)
+                self._bot_stopped()
                 self._last_activity = self.clock.monotonic()
             busy = playing or (self._turn_task is not None and not self._turn_task.done())
             if busy or not self.assembler.idle:
@@ -410,6 +424,15 @@ class CallSession:
                 self._silences += 1
                 self._last_activity = self.clock.monotonic()
                 self._inbox.put_nowait(_Silence(self._silences))
+
+    def _bot_started(self) -> None:
+        self.gate.bot_started(self.recognition.fed_ms)
+        # In barge-in mode the caller's first words must reach the recognizer unbatched.
+        self.recognition.low_latency = self.settings.barge_in
+
+    def _bot_stopped(self) -> None:
+        self.gate.bot_stopped(self.recognition.fed_ms)
+        self.recognition.low_latency = False
 
     async def _wait_played(self) -> None:
         while self.transport.playout.is_playing() and self._ended is None:
@@ -477,9 +500,20 @@ class CallSession:
     def _spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
         task = asyncio.get_running_loop().create_task(coro)
         self._background.add(task)
-        task.add_done_callback(self._background.discard)
+        task.add_done_callback(self._background_done)
+
+    def _background_done(self, task: asyncio.Task[Any]) -> None:
+        self._background.discard(task)
+        if not task.cancelled() and (exc := task.exception()) is not None:
+            log.debug("background task failed: %r", exc)  # e.g. clear() on a closed socket
 
 
 def _needs_space(prev: str, part: str) -> bool:
     """Template dialogues yield whole sentences; glue them as text, not "Иван.Как"."""
     return bool(prev) and prev[-1] in ".!?…:;," and not part[:1].isspace()
+
+
+async def _cancel(task: asyncio.Task[Any]) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError, Exception):
+        await task

@@ -9,14 +9,8 @@ below instead of literals sprinkled over the transports.
 
 from __future__ import annotations
 
-import warnings
+from voicebot.audio import SAMPLE_WIDTH, audioop
 
-with warnings.catch_warnings():
-    # audioop is deprecated on 3.11/3.12 (PEP 594); audioop-lts replaces it on 3.13+.
-    warnings.simplefilter("ignore", DeprecationWarning)
-    import audioop
-
-SAMPLE_WIDTH = 2  # LINEAR16: signed 16-bit little-endian
 FRAME_MS = 20  # the telephony packetization interval
 
 
