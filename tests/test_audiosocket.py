@@ -379,6 +379,9 @@ async def test_register_rejects_bad_input_and_untrusted_peers(env: Env) -> None:
             assert r.status == 400
         async with http.post(url, json=["x"]) as r:
             assert r.status == 400
+        nested = b"[" * 2000 + b"]" * 2000  # under the size limit, over the parser's depth
+        async with http.post(url, data=nested, headers={"Content-Type": "application/json"}) as r:
+            assert r.status == 400
     app = web.Application()
     add_register_route(app, env.registry, trusted=lambda remote: False)
     server = TestServer(app, host="127.0.0.1")

@@ -160,7 +160,7 @@ def test_phone(text: str, want: str | None) -> None:
 
 def test_phone_format_and_mask() -> None:
     assert format_phone("+79161234567") == "+7 916 123-45-67"
-    assert mask_phone("+79161234567") == "+7********67"
+    assert mask_phone("+79161234567") == "+*********67"
     assert normalize_phone("8 916 123 45 67") == "+79161234567"
     assert normalize_phone("not a phone") is None
 

@@ -164,6 +164,7 @@ async def test_booking_and_bot_hangup_close_cleanly() -> None:
     ("payload", "code"),
     [
         ("{not json", "bad_json"),
+        ("[" * 5000 + "]" * 5000, "bad_json"),  # nesting that makes the parser recurse out
         ("[1, 2]", "bad_message"),
         ('{"no_type": 1}', "bad_message"),
         ('{"type": "dance"}', "unknown_type"),

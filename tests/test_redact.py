@@ -12,5 +12,5 @@ def test_redact_url_hides_passwords_and_query_tokens() -> None:
 
 def test_mask_number_keeps_two_digits() -> None:
     assert mask_number("+79161234567") == "+*********67"
-    assert mask_number("8 916 123-45-67") == "*********67"
+    assert mask_number("8 916 123-45-67") == "* *** ***-**-67"
     assert mask_number(None) == "-"

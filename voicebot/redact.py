@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from urllib.parse import urlsplit, urlunsplit
 
 
@@ -24,11 +25,7 @@ def redact_url(url: str) -> str:
 
 
 def mask_number(number: str | None) -> str:
-    """A phone number for a log line: the last two digits only (`+7*********67`)."""
+    """A phone number for a log line: only the last two digits survive (`+*********67`)."""
     if not number:
         return "-"
-    digits = [c for c in number if c.isdigit()]
-    if len(digits) <= 2:
-        return "*" * len(digits)
-    prefix = "+" if number.strip().startswith("+") else ""
-    return prefix + "*" * (len(digits) - 2) + "".join(digits[-2:])
+    return re.sub(r"\d(?=(?:\D*\d){2})", "*", number)

@@ -6,6 +6,8 @@ import re
 
 import phonenumbers
 
+from voicebot.redact import mask_number
+
 _CANDIDATE = re.compile(r"(?:\+\s*)?\d[\d\s\-()]{8,}\d")
 
 
@@ -47,6 +49,4 @@ def format_phone(e164: str) -> str:
 
 def mask_phone(e164: str | None) -> str:
     """For logs: keep only the last two digits."""
-    if not e164:
-        return "-"
-    return e164[:2] + "*" * max(0, len(e164) - 4) + e164[-2:]
+    return mask_number(e164)

@@ -151,7 +151,7 @@ class GptEmulator:
         self._auth = auth
         self._script: deque[str] = deque()
         self._faults: deque[str] = deque()
-        self.requests: list[GptRequest] = []
+        self.requests: deque[GptRequest] = deque(maxlen=10_000)  # bounded for long benches
         self._closing = asyncio.Event()
 
     def script(self, replies: list[str]) -> None:
@@ -190,7 +190,7 @@ class GptEmulator:
         raw = await request.read()
         try:
             body: Any = json.loads(raw)
-        except ValueError:
+        except (ValueError, RecursionError):
             body = None
         stream = bool(
             isinstance(body, dict)
@@ -360,6 +360,6 @@ def build_app(
 async def _json_object(request: web.Request) -> dict[str, Any]:
     try:
         body = await request.json()
-    except ValueError:
+    except (ValueError, RecursionError):
         return {}
     return body if isinstance(body, dict) else {}

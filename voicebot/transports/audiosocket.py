@@ -37,9 +37,10 @@ from typing import Any
 from aiohttp import web
 
 from voicebot.clock import Clock, RealClock
+from voicebot.redact import mask_number
 from voicebot.transports import g711
 from voicebot.transports.base import AckPlayout, end_session
-from voicebot.transports.voximplant import at_capacity, mask_number
+from voicebot.transports.voximplant import at_capacity
 
 log = logging.getLogger(__name__)
 
@@ -196,7 +197,7 @@ def add_register_route(
         if request.content_type == "application/json":
             try:
                 body = await request.json()
-            except ValueError as exc:
+            except (ValueError, RecursionError) as exc:
                 raise web.HTTPBadRequest(text="invalid JSON") from exc
             if not isinstance(body, dict):
                 raise web.HTTPBadRequest(text="expected a JSON object")
@@ -375,6 +376,10 @@ class AudioSocketCall:
         except (ConnectionError, OSError) as exc:
             self.stats.end = self.stats.end or "eof"
             log.info("audiosocket %s: connection lost (%s)", self.stats.uuid, type(exc).__name__)
+        except Exception:
+            # A bug on our side ends this call cleanly and no other.
+            self.stats.end = "internal"
+            log.exception("audiosocket %s: internal error; closing", self.stats.uuid)
         finally:
             await self._finish()
         return self.stats

@@ -249,6 +249,12 @@ class BrowserCall:
             except ProtocolError as exc:
                 if await self._protocol_error(exc):
                     return "protocol_error"
+            except Exception:
+                # A bug on our side ends this call cleanly (1011) and no other.
+                log.exception("browser call: internal error")
+                await self._send_error("internal", "Internal server error; the call ends.")
+                self._close_code, self._close_reason = CLOSE_INTERNAL, b"internal error"
+                return "internal_error"
         return "caller_hangup"
 
     async def _protocol_error(self, exc: ProtocolError) -> bool:
@@ -296,7 +302,7 @@ class BrowserCall:
         self._check_size(len(raw.encode("utf-8")))
         try:
             message = json.loads(raw)
-        except ValueError:
+        except (ValueError, RecursionError):
             raise ProtocolError("bad_json", "The message is not valid JSON.") from None
         if not isinstance(message, dict) or not isinstance(message.get("type"), str):
             raise ProtocolError("bad_message", 'A message must be a JSON object with a "type".')

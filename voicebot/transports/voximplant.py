@@ -36,7 +36,6 @@ import contextlib
 import hmac
 import json
 import logging
-import re
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -45,6 +44,7 @@ from typing import Any
 from aiohttp import WSCloseCode, WSMsgType, web
 
 from voicebot.clock import Clock, RealClock
+from voicebot.redact import mask_number
 from voicebot.transports import g711
 from voicebot.transports.base import ClockPlayout, end_session
 
@@ -141,8 +141,8 @@ def _int_field(obj: Mapping[str, Any], key: str) -> int | None:
         raise ProtocolError("bad_message", f"{key} must be an integer")
     if isinstance(value, int):
         return value
-    if isinstance(value, str) and value.isdigit():
-        return int(value)
+    if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= 18:
+        return int(value)  # ("²".isdigit() is true, and a 5000-digit int is a DoS)
     raise ProtocolError("bad_message", f"{key} must be an integer")
 
 
@@ -153,7 +153,7 @@ def parse_custom_parameters(raw: Any) -> dict[str, Any]:
     if isinstance(raw, str):
         try:
             raw = json.loads(raw)
-        except ValueError as exc:
+        except (ValueError, RecursionError) as exc:
             raise ProtocolError("bad_message", "customParameters is not valid JSON") from exc
     if not isinstance(raw, dict):
         raise ProtocolError("bad_message", "customParameters must be an object")
@@ -173,7 +173,7 @@ class InboundDecoder:
     def decode(self, text: str) -> InboundEvent:
         try:
             msg = json.loads(text)
-        except ValueError as exc:
+        except (ValueError, RecursionError) as exc:
             raise ProtocolError("bad_json", "message is not valid JSON") from exc
         if not isinstance(msg, dict):
             raise ProtocolError("bad_json", "message must be a JSON object")
@@ -510,13 +510,6 @@ class VoximplantTransport:
 # --------------------------------------------------------------------------- the endpoint
 
 
-def mask_number(value: str | None) -> str:
-    """Phone numbers in logs: only the last two digits survive."""
-    if not value:
-        return "-"
-    return re.sub(r"\d(?=(?:\D*\d){2})", "*", value)
-
-
 _CALLER_KEYS = ("caller_id", "callerid", "callerId", "caller", "from")
 _CALLED_KEYS = ("called_id", "did", "destination", "number", "called", "to")
 _CONSUMED = frozenset((*_CALLER_KEYS, *_CALLED_KEYS, EMULATOR_UTTERANCES_KEY))
@@ -549,7 +542,7 @@ def _emulator_metadata(
     if isinstance(raw, str):
         try:
             raw = json.loads(raw)
-        except ValueError:
+        except (ValueError, RecursionError):
             return ()
     if not isinstance(raw, list) or not all(isinstance(x, str) for x in raw):
         return ()
@@ -622,6 +615,12 @@ class VoximplantCall:
     async def serve(self) -> CallStats:
         try:
             await self._read_loop()
+        except Exception:
+            # A bug on our side ends this call cleanly (1011) and no other.
+            log.exception("voximplant %s: internal error", self.call_id)
+            self.stats.errors.append("internal")
+            with contextlib.suppress(Exception):
+                await self._close(WSCloseCode.INTERNAL_ERROR, "internal error")
         finally:
             await self._finish()
         return self.stats
