@@ -759,3 +759,17 @@ def test_playback_worklet_plays_from_the_first_chunk_and_reports_real_playout() 
     assert last["playing"] is False
     assert last["playedMs"] == pytest.approx(200, abs=1)  # what was really played, no more
     assert np.max(np.abs(np.array(cut["samples"])[75 * 128 :])) == 0
+
+
+async def test_a_connection_that_never_starts_is_closed(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Idle sockets must not hold session slots: `start` has a deadline."""
+    from voicebot.transports import browser
+
+    monkeypatch.setattr(browser, "START_TIMEOUT_S", 0.2)
+    async with serving(FakeRuntime()) as client:
+        ws = await client.ws_connect("/ws")
+        got = Received()
+        error = await read_until(ws, got, of_type("error"))
+        assert error is not None and error["code"] == "no_start"
+        await read_until(ws, got, lambda e: False)
+        assert ws.close_code == 1008

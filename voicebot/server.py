@@ -25,6 +25,7 @@ from aiohttp import web
 
 from voicebot.config import Config, load_config
 from voicebot.metrics import add_metrics_route
+from voicebot.transports.base import at_capacity
 from voicebot.transports.browser import (
     BrowserCall,
     BrowserLimits,
@@ -191,8 +192,11 @@ async def _call_ws(request: web.Request) -> web.StreamResponse:
     )
     await ws.prepare(request)
     max_sessions = runtime.cfg.server.max_sessions
-    if len(calls) >= max_sessions:
-        log.warning("refusing a browser call: %d sessions already", len(calls))
+    # Calls of every channel count (browser, Voximplant, AudioSocket); so do browser
+    # connections that have not sent `start` yet (they must within START_TIMEOUT_S).
+    waiting = sum(1 for c in calls if c.session is None)
+    if at_capacity(runtime) or len(getattr(runtime, "sessions", ())) + waiting >= max_sessions:
+        log.warning("refusing a browser call: %d sessions already", max_sessions)
         await refuse_busy(ws, max_sessions)
         return ws
     call = BrowserCall(ws, request.app[FACTORY_KEY], limits)

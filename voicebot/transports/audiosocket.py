@@ -39,8 +39,7 @@ from aiohttp import web
 from voicebot.clock import Clock, RealClock
 from voicebot.redact import mask_number
 from voicebot.transports import g711
-from voicebot.transports.base import AckPlayout, end_session
-from voicebot.transports.voximplant import at_capacity
+from voicebot.transports.base import AckPlayout, at_capacity, end_session
 
 log = logging.getLogger(__name__)
 

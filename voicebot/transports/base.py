@@ -150,3 +150,9 @@ async def end_session(
             await run_task
     except Exception:  # the session's own failure was already logged by its owner
         pass
+
+
+def at_capacity(runtime: Any) -> bool:
+    """`server.max_sessions` counts every live call of the process, whatever its channel."""
+    sessions = getattr(runtime, "sessions", None)
+    return sessions is not None and len(sessions) >= runtime.cfg.server.max_sessions

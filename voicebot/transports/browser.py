@@ -36,6 +36,7 @@ CLOSE_TOO_BIG = 1009  # a message far above the limit (closed by the WebSocket l
 CLOSE_INTERNAL = 1011  # the call failed on our side
 CLOSE_BUSY = 1013  # max_sessions reached: try again later
 CLOSE_TIME_LIMIT = 4001  # server.max_session_s reached
+START_TIMEOUT_S = 15.0  # a connection must send `start` within this
 
 MAX_PROTOCOL_ERRORS = 50  # a client that keeps sending garbage is cut off
 MAX_TEXT_CHARS = 2000
@@ -233,8 +234,16 @@ class BrowserCall:
             interrupt.cancel()
 
     async def _read_messages(self) -> str:
+        loop = asyncio.get_running_loop()
+        start_deadline = loop.time() + START_TIMEOUT_S
         while not self.ws.closed:
-            msg = await self.ws.receive()
+            timeout = None if self.session else max(0.01, start_deadline - loop.time())
+            try:
+                msg = await self.ws.receive(timeout=timeout)
+            except TimeoutError:
+                await self._send_error("no_start", "No `start` in time; closing.")
+                self._close_code, self._close_reason = CLOSE_POLICY, b"no start"
+                return "no_start"
             if msg.type in (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED):
                 return "caller_hangup"
             if msg.type == WSMsgType.ERROR:

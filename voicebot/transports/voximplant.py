@@ -46,7 +46,7 @@ from aiohttp import WSCloseCode, WSMsgType, web
 from voicebot.clock import Clock, RealClock
 from voicebot.redact import mask_number
 from voicebot.transports import g711
-from voicebot.transports.base import ClockPlayout, end_session
+from voicebot.transports.base import ClockPlayout, at_capacity, end_session
 
 log = logging.getLogger(__name__)
 
@@ -754,12 +754,6 @@ class VoximplantCall:
 
 
 _ACTIVE: set[asyncio.Task[CallStats]] = set()
-
-
-def at_capacity(runtime: Any) -> bool:
-    """`server.max_sessions` counts every live call of the process, whatever its channel."""
-    sessions = getattr(runtime, "sessions", None)
-    return sessions is not None and len(sessions) >= runtime.cfg.server.max_sessions
 
 
 def make_handler(
