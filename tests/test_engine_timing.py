@@ -155,7 +155,7 @@ REPROMPT = "Вы меня слышите?"
 
 
 async def test_silence_reprompts_on_time_then_polite_hangup() -> None:
-    session, clock, transport, _ = make_session(silence_timeout_s=8.0, max_silence_prompts=3)
+    session, clock, transport, _ = make_session(silence_timeout_s=8.0)
     run = asyncio.create_task(session.run())
     await clock.advance(60, step=0.05)
     summary = await asyncio.wait_for(run, 1)
@@ -352,7 +352,7 @@ async def test_new_input_replaces_an_answer_in_progress_and_its_queued_audio() -
 async def test_bot_hangup_keeps_its_reason_when_the_transport_reports_the_close() -> None:
     """A telephony transport closes its socket on hangup(), and its close handler ends
     the session as 'caller_hangup'; the summary must still say who hung up."""
-    session, clock, transport, _ = make_session(silence_timeout_s=2.0, max_silence_prompts=3)
+    session, clock, transport, _ = make_session(silence_timeout_s=2.0)
 
     async def hangup(reason: str) -> None:
         transport.hung_up = reason

@@ -14,3 +14,23 @@ def test_mask_number_keeps_two_digits() -> None:
     assert mask_number("+79161234567") == "+*********67"
     assert mask_number("8 916 123-45-67") == "* *** ***-**-67"
     assert mask_number(None) == "-"
+
+
+def test_redacted_config_hides_every_secret() -> None:
+    from voicebot.config import load_config
+
+    cfg = load_config(
+        env={
+            "YANDEX_API_KEY": "AQVN-secret-key",
+            "VOICEBOT_VOXIMPLANT_SECRET": "vox-secret",
+        }
+    )
+    cfg.domain["booking"] = {
+        **cfg.domain["booking"],
+        "store": "postgresql://bot:pg-secret@db/salon",
+        "webhook_url": "https://crm.example/hook?token=hook-secret",
+    }
+    text = repr(cfg.redacted())
+    for secret in ("AQVN-secret-key", "vox-secret", "pg-secret", "hook-secret"):
+        assert secret not in text
+    assert "postgresql://bot:***@db/salon" in text

@@ -21,7 +21,7 @@ from aiohttp.test_utils import TestServer
 
 from tests.fake_voximplant import FakeRuntime, FakeVoximplant, ScriptedCaller, espeak_pcm, tone
 from voicebot.config import Config
-from voicebot.transports import g711
+from voicebot.transports import g711, voximplant
 from voicebot.transports.voximplant import (
     ENCODINGS,
     VoximplantCall,
@@ -232,8 +232,24 @@ async def test_lead_stays_under_the_bound(env: Env) -> None:
     )
 
 
+@pytest.mark.parametrize("env", [{"greet_ms": 1500}], indirect=True)
+async def test_a_stale_playback_idle_does_not_mark_new_audio_played(env: Env) -> None:
+    """MEDIA_ENDED arrives ~1 s late; one that follows our latest send is about older audio."""
+    async with env.client() as vox:
+        await vox.start()
+        await until(lambda: vox.bot.media == 75)  # all of it sent (within the 2 s lead)
+        t = env.calls[0].transport
+        assert t is not None and t.playout.is_playing()
+        await vox.send({"customEvent": "playback_idle"})
+        await vox.send({"customEvent": "dtmf", "digit": "1"})  # processed after the idle
+        await until(lambda: env.runtime.sessions and env.runtime.sessions[0].dtmf)
+        assert t.playout.is_playing()
+    await env.finished()
+
+
 @pytest.mark.parametrize("env", [{"greet_ms": 400}], indirect=True)
-async def test_playback_idle_syncs_playout(env: Env) -> None:
+async def test_playback_idle_syncs_playout(env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(voximplant, "PLAYBACK_IDLE_GRACE_S", 0.0)
     async with env.client() as vox:
         await vox.start()
         await until(lambda: vox.bot.media == 20)

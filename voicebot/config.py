@@ -19,6 +19,8 @@ from typing import Any
 
 import yaml
 
+from voicebot.redact import redact_url
+
 DEFAULT_CONFIG_PATH = Path(__file__).resolve().parent.parent / "config.yaml"
 
 
@@ -108,7 +110,6 @@ class EngineSettings:
     replay_buffer_s: float = 20.0
     silence_keepalive_ms: int = 3000
     silence_timeout_s: float = 8.0
-    max_silence_prompts: int = 3
 
 
 @dataclass
@@ -162,7 +163,8 @@ class Config:
     log_level: str = "INFO"
 
     def redacted(self) -> dict[str, Any]:
-        """A dict safe to log: secrets replaced by '***' when set."""
+        """The whole configuration, safe to log: secrets masked, URLs without passwords
+        or query tokens. `voicebot serve` logs this at start-up (DEBUG)."""
         d = dataclasses.asdict(self)
         for path in (
             ("yandex", "api_key"),
@@ -174,6 +176,16 @@ class Config:
                 node = node[key]
             if node.get(path[-1]):
                 node[path[-1]] = "***"
+        booking = d["domain"].get("booking")
+        if isinstance(booking, dict):
+            d["domain"]["booking"] = {
+                **booking,
+                **{
+                    k: redact_url(str(booking[k]))
+                    for k in ("store", "webhook_url")
+                    if booking.get(k)
+                },
+            }
         return d
 
 

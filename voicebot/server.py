@@ -235,6 +235,7 @@ async def serve(args: argparse.Namespace) -> int:
 
     cfg = load_config(getattr(args, "config", None))
     _apply_flags(cfg, args)
+    log.debug("configuration: %s", cfg.redacted())
     runtime = await Runtime.create(
         cfg,
         stt_script=getattr(args, "emulator_stt_script", None),

@@ -57,6 +57,7 @@ MAX_CONCEAL_MS = 2000  # one gap is never filled with more silence than this
 HANGUP_DRAIN_CAP_S = 10.0
 DTMF_DIGITS = frozenset("0123456789*#ABCD")
 EMULATOR_UTTERANCES_KEY = "x-emulator-utterances"
+PLAYBACK_IDLE_GRACE_S = 1.5  # a playback_idle this soon after our last send is stale
 
 
 # --------------------------------------------------------------------------- encodings
@@ -405,6 +406,7 @@ class VoximplantTransport:
         self.closed = False
         self.max_lead_seen_ms = 0.0
         self.clears = 0
+        self._last_send_at = float("-inf")
 
     # -- lifecycle
 
@@ -499,10 +501,16 @@ class VoximplantTransport:
                     self.closed = True
                     return
                 self.playout.sent.add(len(pcm))
+                self._last_send_at = self._clock.monotonic()
                 self.max_lead_seen_ms = max(self.max_lead_seen_ms, self.playout.lead_ms())
 
     def playback_idle(self) -> None:
-        """The scenario's MEDIA_ENDED: the far end has nothing left to play."""
+        """The scenario's MEDIA_ENDED: the far end has nothing left to play.
+
+        It arrives about a second late; if we sent audio since, it speaks of an older
+        reply and must not mark the new one as played."""
+        if self._clock.monotonic() - self._last_send_at < PLAYBACK_IDLE_GRACE_S:
+            return
         if not self._queue and self.playout.sent.is_playing():
             self.playout.sent.clear()
 
