@@ -242,8 +242,11 @@ class ContinuousRecognizer:
                 await stream.send_silence(silence_ms)
             else:
                 start = self._sent_upto - self._ring_start_ms * self._bytes_per_ms
-                # bytes() of a bytearray slice: one copy, handed to the provider as-is.
-                await stream.send_audio(bytes(self._ring[start : start + nbytes]))
+                # One copy out of the ring (a bytearray slice would copy twice); the view
+                # is released at once so the ring can still grow and shrink.
+                with memoryview(self._ring) as ring:
+                    chunk = bytes(ring[start : start + nbytes])
+                await stream.send_audio(chunk)
         except ProviderError as e:
             self._stream_failed = e
             return

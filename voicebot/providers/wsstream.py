@@ -268,10 +268,9 @@ class WsRecognitionStream:
         if excess > 0:
             lost = max(0, min(self._buf_start + excess, self._total) - self._conn_sent)
             if lost:
+                if not self.dropped_ms:  # once per stream, not once per frame
+                    log.warning("%s: replay buffer full; dropping the oldest audio", self.provider)
                 self.dropped_ms += self.ms_for_bytes(lost)
-                log.warning(
-                    "%s: replay buffer full, %d ms of audio dropped", self.provider, self.dropped_ms
-                )
             del self._buf[:excess]
             self._buf_start += excess
         self._wake.set()
