@@ -73,6 +73,8 @@ class Stats:
     no_reply: int = 0
     turn_events: list[dict[str, Any]] = field(default_factory=list)
     tick_lag_ms: list[float] = field(default_factory=list)
+    # (first audio at, caller line, v2v ms): a reply type slowed by a burst shows as a ramp
+    v2v_timeline: list[tuple[float, int, float]] = field(default_factory=list)
 
     def error(self, what: str) -> None:
         self.errors += 1
@@ -142,6 +144,7 @@ class Caller:
         self.hanging_up = False  # we hang up: the connection closing is expected
         self.failed: str | None = None
         self._frames = 0
+        self.reply_v2v: float | None = None  # v2v of the reply now playing (diagnostics)
 
     # ------------------------------------------------------------- microphone
 
@@ -186,6 +189,10 @@ class Caller:
                 v2v = round((now - self.speech_end) * 1000, 1)
                 self.stats.v2v_ms.append(v2v)
                 self.stats.v2v_by_line.setdefault(self.line_no, []).append(v2v)
+                self.reply_v2v = v2v
+                self.stats.v2v_timeline.append((round(now, 3), self.line_no, v2v))
+            else:
+                self.reply_v2v = None
             self.first_audio.set()
         self.playout_end = max(self.playout_end, now) + dur
         self.received_ms += dur * 1000
@@ -322,7 +329,14 @@ class WsCaller(Caller):
         if kind == "ready":
             self._ready.set()
         elif kind == "turn":
-            self.stats.turn_events.append({"trigger": ev.get("trigger"), **ev["latency_ms"]})
+            self.stats.turn_events.append(
+                {
+                    "trigger": ev.get("trigger"),
+                    "line": self.line_no,
+                    "client_v2v_ms": self.reply_v2v,
+                    **ev["latency_ms"],
+                }
+            )
             self.on_reply_done()
         elif kind == "bot_text" and ev.get("final") and not ev.get("text"):
             self.on_reply_done()  # nothing to say: no audio, no `turn` event
@@ -662,6 +676,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "replies": stats.replies,
         "no_reply": stats.no_reply,
         "turn_events": stats.turn_events,
+        # Seconds since the window opened (negative: during the ramp).
+        "v2v_timeline": [(round(t - steady, 3), n, v) for t, n, v in stats.v2v_timeline],
         "client_cpu_s_per_s": round((cpu1 - cpu0) / max(1e-9, wall1 - wall0), 3),
         "client_tick_lag_ms": {
             "late_ticks": len(lag),
