@@ -77,6 +77,11 @@ class SqliteStore:
         self.path = str(path)
         self._conn: sqlite3.Connection | None = None
         self._lock = threading.Lock()
+        # Reads get a connection of their own: under WAL they run while a write waits
+        # for its fsync, so 200 calls confirming at once do not queue every
+        # availability check behind the commits. (":memory:" has one connection.)
+        self._reader: sqlite3.Connection | None = None
+        self._read_lock = threading.Lock()
 
     @classmethod
     def from_url(cls, url: str) -> SqliteStore:
@@ -99,6 +104,18 @@ class SqliteStore:
 
         return await asyncio.to_thread(call)
 
+    async def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        if self._reader is None:
+            return await self._run(fn)
+
+        def call() -> T:
+            with self._read_lock:
+                if self._reader is None:
+                    raise StoreError("store is not open")
+                return fn(self._reader)
+
+        return await asyncio.to_thread(call)
+
     async def open(self) -> None:
         def connect() -> sqlite3.Connection:
             if self.path != ":memory:":
@@ -115,11 +132,23 @@ class SqliteStore:
 
         if self._conn is None:
             self._conn = await asyncio.to_thread(connect)
+        if self._reader is None and self.path != ":memory:":
+            self._reader = await asyncio.to_thread(self._connect_reader)
+
+    def _connect_reader(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(
+            self.path, timeout=30.0, isolation_level=None, check_same_thread=False
+        )
+        conn.execute("PRAGMA busy_timeout = 30000")
+        conn.execute("PRAGMA query_only = ON")
+        return conn
 
     async def close(self) -> None:
         conn, self._conn = self._conn, None
-        if conn is not None:
-            await asyncio.to_thread(conn.close)
+        reader, self._reader = self._reader, None
+        for c in (reader, conn):
+            if c is not None:
+                await asyncio.to_thread(c.close)
 
     async def create(self, booking: NewBooking) -> Booking:
         def tx(conn: sqlite3.Connection) -> Booking:
@@ -193,21 +222,21 @@ class SqliteStore:
             sql += " AND master = ?"
             params.append(master)
         sql += " ORDER BY start_ts, master"
-        return await self._run(
+        return await self._read(
             lambda c: [_row_to_booking(r) for r in c.execute(sql, params).fetchall()]
         )
 
     async def list_all(self, *, include_cancelled: bool = False) -> Sequence[Booking]:
         where = "" if include_cancelled else " WHERE status = 'active'"
         sql = f"SELECT {_COLS} FROM bookings{where} ORDER BY start_ts, master"
-        return await self._run(lambda c: [_row_to_booking(r) for r in c.execute(sql).fetchall()])
+        return await self._read(lambda c: [_row_to_booking(r) for r in c.execute(sql).fetchall()])
 
     async def get(self, booking_id: str) -> Booking | None:
         def q(c: sqlite3.Connection) -> Booking | None:
             row = c.execute(f"SELECT {_COLS} FROM bookings WHERE id = ?", (booking_id,)).fetchone()
             return _row_to_booking(row) if row else None
 
-        return await self._run(q)
+        return await self._read(q)
 
     async def find_by_phone(
         self, phone: str, *, after: datetime | None = None
@@ -217,7 +246,7 @@ class SqliteStore:
             f"SELECT {_COLS} FROM bookings WHERE phone = ? AND status = 'active'"
             " AND end_ts > ? ORDER BY start_ts"
         )
-        return await self._run(
+        return await self._read(
             lambda c: [_row_to_booking(r) for r in c.execute(sql, (phone, after_ts)).fetchall()]
         )
 
@@ -286,7 +315,7 @@ class SqliteStore:
                 stats=json.loads(row[9]),
             )
 
-        return await self._run(q)
+        return await self._read(q)
 
 
 def _asdict(b: Booking) -> dict[str, Any]:
