@@ -39,7 +39,7 @@ from aiohttp import web
 from voicebot.clock import Clock, RealClock
 from voicebot.redact import mask_number
 from voicebot.transports import g711
-from voicebot.transports.base import AckPlayout, at_capacity, end_session
+from voicebot.transports.base import AckPlayout, at_capacity, finish_call
 
 log = logging.getLogger(__name__)
 
@@ -477,14 +477,13 @@ class AudioSocketCall:
         self.writer.close()
 
     async def _finish(self) -> None:
-        await end_session(
-            self.session, self._run_task, "caller_hangup", f"audiosocket {self.stats.uuid}"
+        await finish_call(
+            self.runtime,
+            self.session,
+            self._run_task,
+            self.transport,
+            f"audiosocket {self.stats.uuid}",
         )
-        if self.transport is not None:
-            await self.transport.aclose()
-        forget = getattr(self.runtime, "forget", None)
-        if self.session is not None and forget is not None:
-            forget(self.session)
         self.writer.close()
         with contextlib.suppress(Exception):
             await self.writer.wait_closed()

@@ -152,6 +152,22 @@ async def end_session(
         pass
 
 
+async def finish_call(
+    runtime: Any,
+    session: Any,
+    run_task: asyncio.Task[Any] | None,
+    transport: Any,
+    label: str,
+) -> None:
+    """A telephony call's socket is gone: end its session, stop its output, forget it."""
+    await end_session(session, run_task, "caller_hangup", label)
+    if transport is not None:
+        await transport.aclose()
+    forget = getattr(runtime, "forget", None)
+    if session is not None and forget is not None:
+        forget(session)
+
+
 def at_capacity(runtime: Any) -> bool:
     """`server.max_sessions` counts every live call of the process, whatever its channel."""
     sessions = getattr(runtime, "sessions", None)

@@ -46,7 +46,7 @@ from aiohttp import WSCloseCode, WSMsgType, web
 from voicebot.clock import Clock, RealClock
 from voicebot.redact import mask_number
 from voicebot.transports import g711
-from voicebot.transports.base import ClockPlayout, at_capacity, end_session
+from voicebot.transports.base import ClockPlayout, at_capacity, finish_call
 
 log = logging.getLogger(__name__)
 
@@ -748,14 +748,9 @@ class VoximplantCall:
 
     async def _finish(self) -> None:
         """The socket is gone (either side): end the session, stop every task."""
-        await end_session(
-            self.session, self._run_task, "caller_hangup", f"voximplant {self.call_id}"
+        await finish_call(
+            self.runtime, self.session, self._run_task, self.transport, f"voximplant {self.call_id}"
         )
-        if self.transport is not None:
-            await self.transport.aclose()
-        forget = getattr(self.runtime, "forget", None)
-        if self.session is not None and forget is not None:
-            forget(self.session)
         await self._close(WSCloseCode.OK, "")
         log.info("voximplant %s: closed (code %s)", self.call_id, self.stats.close_code)
         self.finished.set()
