@@ -145,7 +145,6 @@ class CallSession:
         self.recognition = ContinuousRecognizer(
             recognizer, stt_options, settings, clock, self.assembler, self._on_stt_error
         )
-        self._eou_pause_ms = stt_options.eou_pause_ms
         self._inbox: asyncio.Queue[Utterance | _CallerText | _Silence | _End] = asyncio.Queue()
         self._turn_task: asyncio.Task[None] | None = None
         self._turn_seq = 0
