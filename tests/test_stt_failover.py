@@ -299,3 +299,39 @@ async def test_failover_state_is_per_call() -> None:
     assert first.name == "fine" and [s.to_provider for s in shared.switches] == ["fine"]
     assert second.name == "refusing"  # untouched by the first call's failure
     assert shared.name == "refusing"
+
+
+async def test_runtime_gives_each_call_its_own_failover_view() -> None:
+    from voicebot.clock import VirtualClock
+    from voicebot.config import Config
+    from voicebot.dialogue import EchoProvider
+    from voicebot.providers.failover import FailoverRecognizer
+    from voicebot.runtime import Runtime
+
+    class Named:
+        def __init__(self, name: str) -> None:
+            self.name = name
+
+    shared = FailoverRecognizer([Named("a"), Named("b")])
+    runtime = Runtime(
+        Config(),
+        recognizer=shared,
+        synthesizer=Named("tts"),  # type: ignore[arg-type]
+        llm=None,
+        dialogues=EchoProvider(),
+        clock=VirtualClock(),
+        offline=True,
+    )
+
+    class T:
+        kind, sample_rate = "test", 8000
+
+        async def send_event(self, event: object) -> None: ...
+
+    one = runtime.new_session(T(), channel="test")  # type: ignore[arg-type]
+    two = runtime.new_session(T(), channel="test")  # type: ignore[arg-type]
+    rec_one = one.recognition._recognizer
+    rec_two = two.recognition._recognizer
+    assert rec_one is not shared and rec_two is not shared and rec_one is not rec_two
+    rec_one._switch("test")
+    assert rec_one.name == "b" and rec_two.name == "a" and shared.name == "a"

@@ -163,7 +163,7 @@ class Runtime:
         meter = MeteredLanguageModel(self.llm, clock) if self.llm is not None else None
         session = CallSession(
             transport=transport,
-            recognizer=self.recognizer,
+            recognizer=_per_call(self.recognizer),
             synthesizer=self.synthesizer,
             dialogue=self.dialogues.new_dialogue(
                 CallContext(
@@ -236,3 +236,9 @@ def _select_recognizer(
     rec = build_recognizer(name, cfg, yandex=yandex, emulator=emulator)
     closers.insert(0, rec)
     return rec
+
+
+def _per_call(recognizer: SpeechRecognizer) -> SpeechRecognizer:
+    """A recognizer with per-call state (failover position) gets a fresh view per call."""
+    for_call = getattr(recognizer, "for_call", None)
+    return for_call() if for_call is not None else recognizer
