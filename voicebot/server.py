@@ -25,6 +25,8 @@ from aiohttp import web
 
 from voicebot.config import Config, load_config
 from voicebot.metrics import add_metrics_route
+from voicebot.transports import audiosocket, voximplant
+from voicebot.transports.audiosocket import AudioSocketServer
 from voicebot.transports.base import at_capacity
 from voicebot.transports.browser import (
     BrowserCall,
@@ -109,25 +111,15 @@ async def _security_headers(request: web.Request, handler: Any) -> web.StreamRes
 
 
 def _mount_telephony(app: web.Application, runtime: Runtime) -> None:
-    """Voximplant and the AudioSocket register endpoint, when their modules are present."""
-    try:
-        from voicebot.transports import voximplant
-    except ImportError as exc:
-        log.info("Voximplant endpoint not available: %s", exc)
-    else:
-        voximplant.add_routes(app, runtime)
-    try:
-        from voicebot.transports import audiosocket
-    except ImportError as exc:
-        log.info("AudioSocket register endpoint not available: %s", exc)
-    else:
-        registry = getattr(runtime, "audiosocket_registry", None)
-        if registry is None and hasattr(audiosocket, "CallRegistry"):
-            registry = audiosocket.CallRegistry()
-            with contextlib.suppress(AttributeError):
-                runtime.audiosocket_registry = registry
-        if registry is not None:
-            audiosocket.add_register_route(app, registry)
+    """Voximplant and the AudioSocket register endpoint (one registry per runtime, shared
+    with the AudioSocket server so caller ids reach their calls)."""
+    voximplant.add_routes(app, runtime)
+    registry = getattr(runtime, "audiosocket_registry", None)
+    if registry is None:
+        registry = audiosocket.CallRegistry()
+        with contextlib.suppress(AttributeError):  # test doubles may refuse attributes
+            runtime.audiosocket_registry = registry
+    audiosocket.add_register_route(app, registry)
 
 
 async def _index(request: web.Request) -> web.StreamResponse:
@@ -251,7 +243,7 @@ async def serve(args: argparse.Namespace) -> int:
         )
     app = create_app(runtime)
     runner = web.AppRunner(app, handle_signals=False, access_log=None)
-    audiosocket_server: asyncio.AbstractServer | None = None
+    audiosocket_server: AudioSocketServer | None = None
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -273,24 +265,17 @@ async def serve(args: argparse.Namespace) -> int:
         log.info("shutting down")
     finally:
         if audiosocket_server is not None:
-            audiosocket_server.close()
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(audiosocket_server.wait_closed(), 5)
+            await audiosocket_server.aclose()
         await runner.cleanup()
         await runtime.aclose()
     return 0
 
 
-async def _start_audiosocket(runtime: Runtime, cfg: Config) -> asyncio.AbstractServer | None:
+async def _start_audiosocket(runtime: Runtime, cfg: Config) -> AudioSocketServer | None:
     if not cfg.telephony.audiosocket.enabled:
         return None
-    try:
-        from voicebot.transports.audiosocket import start_audiosocket
-    except ImportError as exc:
-        log.info("AudioSocket server not available: %s", exc)
-        return None
     host, port = cfg.telephony.audiosocket.host, cfg.telephony.audiosocket.port
-    server = await start_audiosocket(runtime, host, port)
+    server = await audiosocket.start_audiosocket(runtime, host, port)
     for sock in server.sockets:
         log.info("AudioSocket listening on %s:%d", *sock.getsockname()[:2])
     return server

@@ -516,6 +516,12 @@ class AudioSocketServer(asyncio.AbstractServer):
         if self._server is not None:
             await self._server.wait_closed()
 
+    async def aclose(self, timeout_s: float = 5.0) -> None:
+        """Stop listening and end live calls, waiting for them a bounded time."""
+        self.close()
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self.wait_closed(), timeout_s)
+
     def get_loop(self) -> asyncio.AbstractEventLoop:
         assert self._server is not None
         return self._server.get_loop()
@@ -607,9 +613,7 @@ async def _main(args: argparse.Namespace) -> int:
         await stop.wait()
     finally:
         if server is not None:
-            server.close()
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(server.wait_closed(), 5)
+            await server.aclose()
         await runner.cleanup()
         await runtime.aclose()
     return 0
