@@ -169,3 +169,11 @@ class Availability:
     ) -> list[Option]:
         busy = await self._busy(wanted.date(), wanted.date() + timedelta(days=7))
         return nearest(self.catalog, busy, service, wanted, now, master)
+
+
+def spread(options: list[Option], n: int) -> list[Option]:
+    """Up to n options spread over the list (not three adjacent quarter-hours)."""
+    if len(options) <= n:
+        return options
+    step = (len(options) - 1) / (n - 1)
+    return [options[round(i * step)] for i in range(n)]

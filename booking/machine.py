@@ -13,10 +13,10 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 
-from booking.availability import Availability, Option, local_dt, unique_times
+from booking.availability import Availability, Option, local_dt, spread, unique_times
+from booking.cancel_flow import CancelFlow
 from booking.catalog import Catalog
 from booking.extract import Expecting, Extraction
 from booking.extract.phone import mask_phone, normalize_phone
@@ -32,6 +32,7 @@ from booking.replies import (
 )
 from booking.state import ACTIVE_PHASES, BookingState, Phase
 from booking.store.base import BookingStore
+from booking.transitions import TRANSITIONS, TransitionError, allowed
 from voicebot.clock import Clock
 from voicebot.dialogue import DialogueAction, ReplyPart
 
@@ -40,54 +41,9 @@ log = logging.getLogger(__name__)
 Understand = Callable[[str, Expecting], Awaitable[Extraction]]
 
 
-@dataclass(frozen=True, slots=True)
-class Transition:
-    source: Phase
-    target: Phase
-    trigger: str
-    guard: str = ""
+class BookingMachine(CancelFlow):
+    """One call's booking dialogue: typed state, declared transitions, template replies."""
 
-
-def _global(trigger: str, target: Phase, guard: str) -> tuple[Transition, ...]:
-    return tuple(Transition(p, target, trigger, guard) for p in ACTIVE_PHASES)
-
-
-TRANSITIONS: tuple[Transition, ...] = (
-    Transition(Phase.GREETING, Phase.COLLECTING, "greet"),
-    Transition(Phase.COLLECTING, Phase.COLLECTING, "slot", "a slot is still missing"),
-    Transition(Phase.COLLECTING, Phase.OFFERING, "taken", "wanted time is not free"),
-    Transition(Phase.COLLECTING, Phase.OFFERING, "vague_time", "part of day, no exact time"),
-    Transition(Phase.COLLECTING, Phase.CONFIRMING, "complete", "all slots filled and free"),
-    Transition(Phase.OFFERING, Phase.COLLECTING, "slot", "option taken, name/phone missing"),
-    Transition(Phase.OFFERING, Phase.COLLECTING, "declined", "no option fits"),
-    Transition(Phase.OFFERING, Phase.OFFERING, "taken", "new wanted time not free either"),
-    Transition(Phase.OFFERING, Phase.OFFERING, "vague_time", "part of day, no exact time"),
-    Transition(Phase.OFFERING, Phase.CONFIRMING, "complete", "option taken, all slots filled"),
-    Transition(Phase.CONFIRMING, Phase.BOOKED, "yes", "store committed the booking"),
-    Transition(Phase.CONFIRMING, Phase.OFFERING, "taken", "slot taken meanwhile (SlotTaken)"),
-    Transition(Phase.CONFIRMING, Phase.OFFERING, "vague_time", "corrected to a part of day"),
-    Transition(Phase.CONFIRMING, Phase.COLLECTING, "no", "caller wants a fix"),
-    Transition(Phase.CONFIRMING, Phase.COLLECTING, "slot", "a correction left a slot empty"),
-    Transition(Phase.CONFIRMING, Phase.CONFIRMING, "complete", "correction, read back again"),
-    Transition(Phase.CONFIRMING, Phase.TRANSFER, "store_error", "booking could not be saved"),
-    Transition(Phase.CANCEL_FLOW, Phase.CANCEL_FLOW, "lookup", "phone given / next candidate"),
-    Transition(Phase.CANCEL_FLOW, Phase.ENDED, "cancelled", "yes, booking cancelled"),
-    Transition(Phase.CANCEL_FLOW, Phase.COLLECTING, "kept", "no / nothing found"),
-    Transition(Phase.BOOKED, Phase.ENDED, "goodbye"),
-    *_global("cancel_request", Phase.CANCEL_FLOW, "caller asks to cancel a booking"),
-    *_global("human", Phase.TRANSFER, "caller asks for a person"),
-    *_global("goodbye", Phase.ENDED, "caller says goodbye"),
-    *_global("silence", Phase.ENDED, "N reprompts without an answer"),
-    *_global("restart", Phase.COLLECTING, "caller wants to start over"),
-)
-_ALLOWED = {(t.source, t.target, t.trigger) for t in TRANSITIONS}
-
-
-class TransitionError(RuntimeError):
-    """The code tried a phase change the declared machine does not have."""
-
-
-class BookingMachine:
     def __init__(
         self,
         *,
@@ -124,7 +80,7 @@ class BookingMachine:
 
     def _goto(self, target: Phase, trigger: str) -> None:
         src = self.state.phase
-        if (src, target, trigger) not in _ALLOWED:
+        if not allowed(src, target, trigger):
             raise TransitionError(f"{src} -[{trigger}]-> {target} is not declared")
         self.state.history.append((src.value, target.value, trigger))
         self.state.phase = target
@@ -361,7 +317,7 @@ class BookingMachine:
         lo, hi = windows.get(part or "", (time(0), time(23, 59)))
         free = await self.availability.free_starts(s.service, s.date, self.now(), s.master_request)
         opts = [o for o in unique_times(free) if lo <= o.start.time() < hi]
-        opts = _spread(opts, 3)
+        opts = spread(opts, 3)
         day = fmt_date(s.date, self.today()).capitalize()
         label = self.r.part_name(part) if part else ""
         if not opts:
@@ -535,64 +491,5 @@ class BookingMachine:
             DialogueAction("hangup", {"reason": "booked"}),
         ]
 
-    # ------------------------------------------------------------------ cancellation
 
-    async def _cancel_lookup(self, phone: str | None) -> list[ReplyPart]:
-        st = self.state
-        if phone is None:
-            return [self._prompt(self.r("cancel_ask_phone"), "phone")]
-        st.cancel_phone = phone
-        found = await self.store.find_by_phone(phone, after=self.now())
-        if not found:
-            self._goto(Phase.COLLECTING, "kept")
-            text = self.r("cancel_not_found", phone=self.r.phone(phone))
-            return [self._prompt(text, "service")]
-        st.cancel_candidates = list(found)
-        return [self._cancel_offer()]
-
-    def _cancel_offer(self) -> str:
-        b = self.state.cancel_candidates[0]
-        text = self.r(
-            "cancel_confirm",
-            service=self.catalog.service(b.service).name.lower(),
-            date=fmt_date(b.start.date(), self.today()),
-            time=fmt_time(b.start),
-            master=b.master,
-        )
-        return self._prompt(text, "confirm")
-
-    async def _cancel_turn(self, ex: Extraction) -> list[ReplyPart]:
-        st = self.state
-        if not st.cancel_candidates:
-            if ex.phone:
-                return await self._cancel_lookup(ex.phone)
-            return [self.r("not_understood"), self._prompt(self.r("cancel_ask_phone"), "phone")]
-        if ex.answer == "yes":
-            b = st.cancel_candidates.pop(0)
-            done = await self.store.cancel(b.id)
-            if done is not None:
-                st.cancelled.append(done)
-                if st.outcome != "booked":
-                    st.outcome = "cancelled"
-            self._goto(Phase.ENDED, "cancelled")
-            return [
-                DialogueAction("booking_cancelled", self._booking_json(done or b)),
-                self.r("cancelled"),
-                DialogueAction("hangup", {"reason": "cancelled"}),
-            ]
-        if ex.answer == "no":
-            st.cancel_candidates.pop(0)
-            if st.cancel_candidates:
-                self._goto(Phase.CANCEL_FLOW, "lookup")
-                return [self._cancel_offer()]
-            self._goto(Phase.COLLECTING, "kept")
-            return [self._prompt(self.r("cancel_kept"), "service")]
-        return [self.r("not_understood"), self.state.last_prompt]
-
-
-def _spread(options: list[Option], n: int) -> list[Option]:
-    """Up to n options spread over the list (not three adjacent quarter-hours)."""
-    if len(options) <= n:
-        return options
-    step = (len(options) - 1) / (n - 1)
-    return [options[round(i * step)] for i in range(n)]
+__all__ = ["TRANSITIONS", "BookingMachine", "TransitionError", "Understand"]

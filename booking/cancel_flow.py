@@ -1,0 +1,96 @@
+"""Cancelling an existing booking by phone: lookup, read back, cancel or keep.
+
+A mixin of `BookingMachine` (it shares the call's state, store and templates); kept apart
+so the booking flow and the cancel flow can change independently.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import TYPE_CHECKING
+
+from booking.catalog import Catalog
+from booking.extract import Expecting, Extraction
+from booking.replies import Replies, fmt_date, fmt_time
+from booking.state import BookingState, Phase
+from voicebot.dialogue import DialogueAction, ReplyPart
+
+if TYPE_CHECKING:
+    from booking.models import Booking
+    from booking.store.base import BookingStore
+
+
+class CancelFlow:
+    """The cancel-by-phone phase of a call (`Phase.CANCEL_FLOW`)."""
+
+    catalog: Catalog
+    store: BookingStore
+    r: Replies
+    state: BookingState
+
+    def now(self) -> datetime:
+        raise NotImplementedError
+
+    def today(self) -> date:
+        raise NotImplementedError
+
+    def _goto(self, target: Phase, trigger: str) -> None:
+        raise NotImplementedError
+
+    def _prompt(self, text: str, expecting: Expecting) -> str:
+        raise NotImplementedError
+
+    def _booking_json(self, b: Booking) -> dict[str, str]:
+        raise NotImplementedError
+
+    async def _cancel_lookup(self, phone: str | None) -> list[ReplyPart]:
+        st = self.state
+        if phone is None:
+            return [self._prompt(self.r("cancel_ask_phone"), "phone")]
+        st.cancel_phone = phone
+        found = await self.store.find_by_phone(phone, after=self.now())
+        if not found:
+            self._goto(Phase.COLLECTING, "kept")
+            text = self.r("cancel_not_found", phone=self.r.phone(phone))
+            return [self._prompt(text, "service")]
+        st.cancel_candidates = list(found)
+        return [self._cancel_offer()]
+
+    def _cancel_offer(self) -> str:
+        b = self.state.cancel_candidates[0]
+        text = self.r(
+            "cancel_confirm",
+            service=self.catalog.service(b.service).name.lower(),
+            date=fmt_date(b.start.date(), self.today()),
+            time=fmt_time(b.start),
+            master=b.master,
+        )
+        return self._prompt(text, "confirm")
+
+    async def _cancel_turn(self, ex: Extraction) -> list[ReplyPart]:
+        st = self.state
+        if not st.cancel_candidates:
+            if ex.phone:
+                return await self._cancel_lookup(ex.phone)
+            return [self.r("not_understood"), self._prompt(self.r("cancel_ask_phone"), "phone")]
+        if ex.answer == "yes":
+            b = st.cancel_candidates.pop(0)
+            done = await self.store.cancel(b.id)
+            if done is not None:
+                st.cancelled.append(done)
+                if st.outcome != "booked":
+                    st.outcome = "cancelled"
+            self._goto(Phase.ENDED, "cancelled")
+            return [
+                DialogueAction("booking_cancelled", self._booking_json(done or b)),
+                self.r("cancelled"),
+                DialogueAction("hangup", {"reason": "cancelled"}),
+            ]
+        if ex.answer == "no":
+            st.cancel_candidates.pop(0)
+            if st.cancel_candidates:
+                self._goto(Phase.CANCEL_FLOW, "lookup")
+                return [self._cancel_offer()]
+            self._goto(Phase.COLLECTING, "kept")
+            return [self._prompt(self.r("cancel_kept"), "service")]
+        return [self.r("not_understood"), self.state.last_prompt]
