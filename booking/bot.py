@@ -14,6 +14,8 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from datetime import date, datetime, timedelta
 from typing import Any
 
+from booking.backends import BookingBackend
+from booking.backends.factory import open_backend
 from booking.catalog import Catalog
 from booking.extract import Expecting, Extraction, extract
 from booking.extract.phone import normalize_phone
@@ -36,9 +38,12 @@ DEFAULT_STORE = "sqlite:///data/voicebot.sqlite3"
 class BookingProvider:
     def __init__(self, section: Mapping[str, Any], options: Mapping[str, Any]) -> None:
         self.section = dict(section)
-        self.catalog = Catalog.from_config(section)
+        self.config_catalog = Catalog.from_config(section)
         self.store_url = str(options.get("store") or section.get("store") or DEFAULT_STORE)
+        # The store always keeps call records and the notification outbox; it also
+        # keeps the bookings when `booking.backend` is `local`.
         self.store: BookingStore = open_store(self.store_url)
+        self.backend: BookingBackend = open_backend(section, self.config_catalog, self.store)
         self.replies = Replies(load_templates(section.get("templates") or None))
         self.use_llm = str(section.get("use_llm", "auto")).lower()
         self.llm_timeout_s = float(section.get("llm_timeout_s", 1.5))
@@ -46,8 +51,14 @@ class BookingProvider:
         url = str(section.get("webhook_url") or "")
         self.webhook = Webhook(url) if url else None
 
+    @property
+    def catalog(self) -> Catalog:
+        """The backend's current catalog (YCLIENTS refreshes it in the background)."""
+        return self.backend.catalog
+
     async def start(self) -> None:
         await self.store.open()
+        await self.backend.open()
         self._warm_up()
 
     def _warm_up(self) -> None:
@@ -70,7 +81,7 @@ class BookingProvider:
                 start = start.replace(tzinfo=tz)
             start = start.astimezone(tz)
             service = self.catalog.service(str(raw["service"]))
-            await self.store.create(
+            await self.backend.create(
                 NewBooking(
                     service=service.id,
                     master=self.catalog.master(str(raw["master"])).name,
@@ -85,6 +96,7 @@ class BookingProvider:
     async def aclose(self) -> None:
         if self.webhook is not None:
             await self.webhook.drain()
+        await self.backend.close()
         await self.store.close()
 
 
@@ -98,7 +110,7 @@ class BookingDialogue:
             self.llm = LlmExtractor(ctx.llm, provider.catalog, timeout_s=provider.llm_timeout_s)
         self.machine = BookingMachine(
             catalog=provider.catalog,
-            store=provider.store,
+            backend=provider.backend,
             replies=provider.replies,
             clock=ctx.clock,
             understand=self._understand,

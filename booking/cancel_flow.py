@@ -6,6 +6,7 @@ so the booking flow and the cancel flow can change independently.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import date, datetime
 from typing import TYPE_CHECKING
 
@@ -16,15 +17,17 @@ from booking.state import BookingState, Phase
 from voicebot.dialogue import DialogueAction, ReplyPart
 
 if TYPE_CHECKING:
-    from booking.models import Booking
-    from booking.store.base import BookingStore
+    from booking.backends.base import BookingBackend
+    from booking.models import Booking, NewBooking
+    from booking.notify.message import Kind, Notification, Notify
 
 
 class CancelFlow:
     """The cancel-by-phone phase of a call (`Phase.CANCEL_FLOW`)."""
 
     catalog: Catalog
-    store: BookingStore
+    backend: BookingBackend
+    notify: Notify | None
     r: Replies
     state: BookingState
 
@@ -43,12 +46,16 @@ class CancelFlow:
     def _booking_json(self, b: Booking) -> dict[str, str]:
         raise NotImplementedError
 
+    def _notes(self, kind: Kind, booking: Booking | NewBooking) -> Sequence[Notification]:
+        """The outbox rows for `kind` about `booking` (none without a notifier)."""
+        return self.notify(kind, booking) if self.notify is not None else ()
+
     async def _cancel_lookup(self, phone: str | None) -> list[ReplyPart]:
         st = self.state
         if phone is None:
             return [self._prompt(self.r("cancel_ask_phone"), "phone")]
         st.cancel_phone = phone
-        found = await self.store.find_by_phone(phone, after=self.now())
+        found = await self.backend.find_by_phone(phone, after=self.now())
         if not found:
             self._goto(Phase.COLLECTING, "kept")
             text = self.r("cancel_not_found", phone=self.r.phone(phone))
@@ -75,7 +82,7 @@ class CancelFlow:
             return [self.r("not_understood"), self._prompt(self.r("cancel_ask_phone"), "phone")]
         if ex.answer == "yes":
             b = st.cancel_candidates.pop(0)
-            done = await self.store.cancel(b.id)
+            done = await self.backend.cancel(b.id, notify=self._notes("cancelled", b))
             if done is not None:
                 st.cancelled.append(done)
                 if st.outcome != "booked":

@@ -15,12 +15,14 @@ import logging
 from collections.abc import Awaitable, Callable
 from datetime import date, datetime, time, timedelta
 
-from booking.availability import Availability, Option, local_dt, spread, unique_times
+from booking.availability import Option, local_dt, spread, unique_times
+from booking.backends.base import BookingBackend, InvalidPhone
 from booking.cancel_flow import CancelFlow
 from booking.catalog import Catalog
 from booking.extract import Expecting, Extraction
 from booking.extract.phone import mask_phone, normalize_phone
 from booking.models import Booking, NewBooking, SlotTaken
+from booking.notify.message import Notify
 from booking.replies import (
     Replies,
     fmt_date,
@@ -31,7 +33,6 @@ from booking.replies import (
     service_acc,
 )
 from booking.state import ACTIVE_PHASES, BookingState, Phase
-from booking.store.base import BookingStore
 from booking.transitions import TRANSITIONS, TransitionError, allowed
 from voicebot.clock import Clock
 from voicebot.dialogue import DialogueAction, ReplyPart
@@ -48,7 +49,7 @@ class BookingMachine(CancelFlow):
         self,
         *,
         catalog: Catalog,
-        store: BookingStore,
+        backend: BookingBackend,
         replies: Replies,
         clock: Clock,
         understand: Understand,
@@ -56,10 +57,12 @@ class BookingMachine(CancelFlow):
         caller_id: str | None = None,
         max_silence_prompts: int = 3,
         on_booked: Callable[[Booking], None] | None = None,
+        notify: Notify | None = None,
     ) -> None:
         self.catalog = catalog
-        self.store = store
-        self.availability = Availability(catalog, store)
+        self.backend = backend
+        self.availability = backend  # check / free_starts / nearest
+        self.notify = notify
         self.r = replies
         self.clock = clock
         self.understand = understand
@@ -442,19 +445,16 @@ class BookingMachine(CancelFlow):
         assert s.service and s.master and s.date and s.time and s.name and s.phone
         start = local_dt(self.catalog, s.date, s.time)
         end = start + timedelta(minutes=self.catalog.service(s.service).duration_min)
-        commit = asyncio.ensure_future(
-            self.store.create(
-                NewBooking(
-                    service=s.service,
-                    master=s.master,
-                    start=start,
-                    end=end,
-                    name=s.name,
-                    phone=s.phone,
-                    call_id=self.call_id,
-                )
-            )
+        new = NewBooking(
+            service=s.service,
+            master=s.master,
+            start=start,
+            end=end,
+            name=s.name,
+            phone=s.phone,
+            call_id=self.call_id,
         )
+        commit = asyncio.ensure_future(self.backend.create(new, notify=self._notes("booked", new)))
         try:
             booking = await asyncio.shield(commit)
         except asyncio.CancelledError:
@@ -466,6 +466,11 @@ class BookingMachine(CancelFlow):
             raise
         except SlotTaken:
             return await self._offer_alternatives(start, race=True)
+        except InvalidPhone:
+            # The CRM refused the number (YCLIENTS 431): ask for it again, nothing booked.
+            s.phone, s.phone_from_caller_id = None, False
+            self._goto(Phase.COLLECTING, "bad_phone")
+            return [self._prompt(self.r("phone_rejected"), "phone")]
         except Exception:
             log.exception("booking store failed (call %s)", self.call_id)
             self._goto(Phase.TRANSFER, "store_error")

@@ -42,6 +42,7 @@ TRANSITIONS: tuple[Transition, ...] = (
     Transition(Phase.CONFIRMING, Phase.OFFERING, "vague_time", "corrected to a part of day"),
     Transition(Phase.CONFIRMING, Phase.COLLECTING, "no", "caller wants a fix"),
     Transition(Phase.CONFIRMING, Phase.COLLECTING, "slot", "a correction left a slot empty"),
+    Transition(Phase.CONFIRMING, Phase.COLLECTING, "bad_phone", "the CRM refused the phone"),
     Transition(Phase.CONFIRMING, Phase.CONFIRMING, "complete", "correction, read back again"),
     Transition(Phase.CONFIRMING, Phase.TRANSFER, "store_error", "booking could not be saved"),
     Transition(Phase.CANCEL_FLOW, Phase.CANCEL_FLOW, "lookup", "phone given / next candidate"),

@@ -10,6 +10,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import pytest
 from aiohttp import web
 
 from booking.bot import build_provider
@@ -212,3 +213,10 @@ async def test_cli_list_and_cancel(tmp_path: Path, capsys: Any) -> None:
     ns = argparse.Namespace(bookings_command="list", date=None, json=True, store=url, config=None)
     await run_cli(ns)
     assert json.loads(capsys.readouterr().out.split("\n", 1)[1]) == []
+
+
+def test_unknown_booking_backend_is_a_config_error(tmp_path: Path) -> None:
+    cfg = load_config(env={})
+    section = dict(cfg.domain["booking"], backend="calendar")
+    with pytest.raises(ValueError, match=r"booking\.backend"):
+        build_provider({"booking": section}, {"store": f"sqlite:///{tmp_path}/s.sqlite3"})

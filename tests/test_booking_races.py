@@ -9,6 +9,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from booking.backends.local import LocalBackend
 from booking.bot import build_provider
 from booking.models import NewBooking
 from voicebot.clock import VirtualClock
@@ -69,10 +70,10 @@ class SlowStore:
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)
 
-    async def create(self, booking: NewBooking) -> Any:
+    async def create(self, booking: NewBooking, **kw: Any) -> Any:
         self.entered.set()
         await asyncio.sleep(0.2)
-        return await self.inner.create(booking)
+        return await self.inner.create(booking, **kw)
 
 
 async def test_turn_cancelled_mid_commit_still_records_the_booking(tmp_path: Path) -> None:
@@ -80,7 +81,7 @@ async def test_turn_cancelled_mid_commit_still_records_the_booking(tmp_path: Pat
     try:
         slow = SlowStore(p.store)
         d = p.new_dialogue(CallContext("race-2", VirtualClock(NOW)))
-        d.machine.store = slow  # type: ignore[attr-defined]
+        d.machine.backend = LocalBackend(p.catalog, slow)
         await said(d.greet())
         await said(
             d.reply("Хочу подстричься завтра в 15:00, меня зовут Анна, телефон +7 916 123-45-67")

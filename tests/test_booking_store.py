@@ -44,7 +44,7 @@ async def _reset_pg(url: str) -> None:
     import psycopg
 
     async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
-        await conn.execute("DROP TABLE IF EXISTS bookings, calls")
+        await conn.execute("DROP TABLE IF EXISTS bookings, calls, outbox")
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])

@@ -7,17 +7,24 @@ from datetime import datetime
 from typing import Protocol
 
 from booking.models import Booking, CallRecord, NewBooking
+from booking.notify.message import Notification
+from booking.notify.outbox import Outbox
 
 
 class BookingStore(Protocol):
+    """Bookings, call records and the notification outbox in one database."""
+
+    outbox: Outbox
+
     async def open(self) -> None:
         """Connect and create the schema if missing."""
         ...
 
     async def close(self) -> None: ...
 
-    async def create(self, booking: NewBooking) -> Booking:
-        """Commit a booking durably, or raise `SlotTaken`.
+    async def create(self, booking: NewBooking, *, notify: Sequence[Notification] = ()) -> Booking:
+        """Commit a booking durably, or raise `SlotTaken`. `notify` rows are written to
+        the outbox in the same transaction.
 
         Idempotent per call: a second create with the same `call_id` returns the
         first (still active) booking unchanged.
@@ -40,8 +47,11 @@ class BookingStore(Protocol):
         """Active bookings for a phone (E.164), ending after `after` when given."""
         ...
 
-    async def cancel(self, booking_id: str) -> Booking | None:
-        """Mark cancelled; returns the booking, or None if no active one has this id."""
+    async def cancel(
+        self, booking_id: str, *, notify: Sequence[Notification] = ()
+    ) -> Booking | None:
+        """Mark cancelled (with `notify` rows in the same transaction); returns the
+        booking, or None if no active one has this id."""
         ...
 
     async def save_call(self, record: CallRecord) -> None: ...

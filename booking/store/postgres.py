@@ -18,6 +18,9 @@ from psycopg import errors
 from psycopg_pool import AsyncConnectionPool
 
 from booking.models import Booking, CallRecord, NewBooking, SlotTaken, StoreError, new_booking_id
+from booking.notify.message import Notification
+from booking.store.pg_outbox import SCHEMA as OUTBOX_SCHEMA
+from booking.store.pg_outbox import PgOutbox, insert_rows
 
 SCHEMA = [
     "CREATE EXTENSION IF NOT EXISTS btree_gist",
@@ -83,6 +86,7 @@ class PostgresStore:
         self.url = url
         self._max_size = max_size
         self._pool: AsyncConnectionPool | None = None
+        self.outbox = PgOutbox(lambda: self.pool)
 
     @property
     def pool(self) -> AsyncConnectionPool:
@@ -101,7 +105,7 @@ class PostgresStore:
             # Serialize schema creation across processes starting at once.
             async with conn.transaction():
                 await conn.execute("SELECT pg_advisory_xact_lock(74201)")
-                for stmt in SCHEMA:
+                for stmt in [*SCHEMA, *OUTBOX_SCHEMA]:
                     await conn.execute(stmt)
         self._pool = pool
 
@@ -117,7 +121,7 @@ class PostgresStore:
         row = await cur.fetchone()
         return _row_to_booking(row) if row else None
 
-    async def create(self, booking: NewBooking) -> Booking:
+    async def create(self, booking: NewBooking, *, notify: Sequence[Notification] = ()) -> Booking:
         async with self.pool.connection() as conn:
             if booking.call_id is not None:
                 existing = await self._by_call(conn, booking.call_id)
@@ -126,22 +130,26 @@ class PostgresStore:
             for _ in range(10):
                 bid = new_booking_id()
                 try:
-                    cur = await conn.execute(
-                        "INSERT INTO bookings (id, call_id, service, master, start_at, end_at,"
-                        " tz, name, phone) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)"
-                        f" RETURNING {_COLS}",
-                        (
-                            bid,
-                            booking.call_id,
-                            booking.service,
-                            booking.master,
-                            booking.start,
-                            booking.end,
-                            _tz_name(booking.start),
-                            booking.name,
-                            booking.phone,
-                        ),
-                    )
+                    # The booking and its notification rows commit together or not at all.
+                    async with conn.transaction():
+                        cur = await conn.execute(
+                            "INSERT INTO bookings (id, call_id, service, master, start_at,"
+                            " end_at, tz, name, phone) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)"
+                            f" RETURNING {_COLS}",
+                            (
+                                bid,
+                                booking.call_id,
+                                booking.service,
+                                booking.master,
+                                booking.start,
+                                booking.end,
+                                _tz_name(booking.start),
+                                booking.name,
+                                booking.phone,
+                            ),
+                        )
+                        row = await cur.fetchone()
+                        await insert_rows(conn, notify, bid)
                 except errors.ExclusionViolation as e:
                     raise SlotTaken(
                         f"{booking.master} is busy at {booking.start.isoformat()}"
@@ -152,7 +160,6 @@ class PostgresStore:
                         if existing is not None:
                             return existing
                     continue  # id collision: draw another
-                row = await cur.fetchone()
                 assert row is not None
                 return _row_to_booking(row)
             raise StoreError("could not allocate a booking id")
@@ -193,13 +200,20 @@ class PostgresStore:
             params.append(after)
         return await self._query(sql + " ORDER BY start_at", params)
 
-    async def cancel(self, booking_id: str) -> Booking | None:
-        rows = await self._query(
-            f"UPDATE bookings SET status = 'cancelled' WHERE id = %s AND status = 'active'"
-            f" RETURNING {_COLS}",
-            (booking_id,),
-        )
-        return rows[0] if rows else None
+    async def cancel(
+        self, booking_id: str, *, notify: Sequence[Notification] = ()
+    ) -> Booking | None:
+        async with self.pool.connection() as conn, conn.transaction():
+            cur = await conn.execute(
+                "UPDATE bookings SET status = 'cancelled' WHERE id = %s AND status = 'active'"
+                f" RETURNING {_COLS}",
+                (booking_id,),
+            )
+            row = await cur.fetchone()
+            if row is None:
+                return None
+            await insert_rows(conn, notify, booking_id)
+        return _row_to_booking(row)
 
     async def save_call(self, record: CallRecord) -> None:
         async with self.pool.connection() as conn:

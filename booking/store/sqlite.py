@@ -12,11 +12,14 @@ import json
 import sqlite3
 import threading
 from collections.abc import Callable, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
 from booking.models import Booking, CallRecord, NewBooking, SlotTaken, StoreError, new_booking_id
+from booking.notify.message import Notification
+from booking.store.sqlite_outbox import SCHEMA as OUTBOX_SCHEMA
+from booking.store.sqlite_outbox import SqliteOutbox, insert_rows
 
 T = TypeVar("T")
 
@@ -82,6 +85,7 @@ class SqliteStore:
         # availability check behind the commits. (":memory:" has one connection.)
         self._reader: sqlite3.Connection | None = None
         self._read_lock = threading.Lock()
+        self.outbox = SqliteOutbox(self._run, self._read)
 
     @classmethod
     def from_url(cls, url: str) -> SqliteStore:
@@ -128,6 +132,7 @@ class SqliteStore:
                 conn.execute("PRAGMA journal_mode = WAL")
             conn.execute("PRAGMA synchronous = FULL")
             conn.executescript(SCHEMA)
+            conn.executescript(OUTBOX_SCHEMA)
             return conn
 
         if self._conn is None:
@@ -150,7 +155,7 @@ class SqliteStore:
             if c is not None:
                 await asyncio.to_thread(c.close)
 
-    async def create(self, booking: NewBooking) -> Booking:
+    async def create(self, booking: NewBooking, *, notify: Sequence[Notification] = ()) -> Booking:
         def tx(conn: sqlite3.Connection) -> Booking:
             start_ts, end_ts = int(booking.start.timestamp()), int(booking.end.timestamp())
             conn.execute("BEGIN IMMEDIATE")
@@ -192,6 +197,7 @@ class SqliteStore:
                         end_ts,
                     ),
                 )
+                insert_rows(conn, notify, bid, datetime.now(UTC))
                 conn.execute("COMMIT")
             except BaseException:
                 conn.execute("ROLLBACK")
@@ -250,7 +256,9 @@ class SqliteStore:
             lambda c: [_row_to_booking(r) for r in c.execute(sql, (phone, after_ts)).fetchall()]
         )
 
-    async def cancel(self, booking_id: str) -> Booking | None:
+    async def cancel(
+        self, booking_id: str, *, notify: Sequence[Notification] = ()
+    ) -> Booking | None:
         def tx(c: sqlite3.Connection) -> Booking | None:
             c.execute("BEGIN IMMEDIATE")
             try:
@@ -262,6 +270,7 @@ class SqliteStore:
                     c.execute("COMMIT")
                     return None
                 c.execute("UPDATE bookings SET status = 'cancelled' WHERE id = ?", (booking_id,))
+                insert_rows(c, notify, booking_id, datetime.now(UTC))
                 c.execute("COMMIT")
             except BaseException:
                 c.execute("ROLLBACK")
