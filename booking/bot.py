@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator, Mapping, Sequence
+from dataclasses import replace
 from datetime import date, datetime, timedelta
 from typing import Any
 
@@ -127,12 +128,26 @@ class BookingDialogue:
     def state(self) -> Any:
         return self.machine.state
 
+    def expects_more_speech(self) -> bool:
+        """Whether the caller is midway through something (a phone number said in
+        pieces): an engine may wait longer before it ends the caller's turn."""
+        return self.machine.expects_more_speech()
+
     async def _understand(self, text: str, expecting: Expecting) -> Extraction:
         st = self.machine.state
-        det = extract(text, self.p.catalog, self.machine.today(), expecting)
+        det = extract(
+            text,
+            self.p.catalog,
+            self.machine.today(),
+            expecting,
+            now=self.machine.now(),
+            current_service=st.slots.service,
+        )
         used_llm = False
         ex = det
-        need = self.p.use_llm == "always" or not det.resolved
+        # The coverage rule: words about when that the parser could not place go to the
+        # model too (with `use_llm: auto`); its answer passes the same validators.
+        need = self.p.use_llm == "always" or not det.resolved or bool(det.unplaced)
         if self.llm is not None and need:
             used_llm = True
             st.llm_turns += 1
@@ -140,6 +155,11 @@ class BookingDialogue:
             if got is None:
                 st.llm_failures += 1
             else:
+                if det.unplaced and (got.date or got.time):
+                    # The model placed what the parser could not: its date/time (already
+                    # validated) replaces the fragment, and nothing is left unplaced.
+                    det = replace(det, unplaced=(), date=got.date or det.date, time=got.time)
+                    got = replace(got, date=None, time=None)
                 if det.resolved:
                     got = _only_new_slots(got, st.slots)
                 ex = det.merged_with(got)

@@ -7,44 +7,21 @@ so the booking flow and the cancel flow can change independently.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import date, datetime
 from typing import TYPE_CHECKING
 
-from booking.catalog import Catalog
-from booking.extract import Expecting, Extraction
-from booking.replies import Replies, fmt_date, fmt_time
-from booking.state import BookingState, Phase
+from booking.extract import Extraction
+from booking.machine_base import MachineBase
+from booking.replies import fmt_date, fmt_time
+from booking.state import Phase
 from voicebot.dialogue import DialogueAction, ReplyPart
 
 if TYPE_CHECKING:
-    from booking.backends.base import BookingBackend
     from booking.models import Booking, NewBooking
-    from booking.notify.message import Kind, Notification, Notify
+    from booking.notify.message import Kind, Notification
 
 
-class CancelFlow:
+class CancelFlow(MachineBase):
     """The cancel-by-phone phase of a call (`Phase.CANCEL_FLOW`)."""
-
-    catalog: Catalog
-    backend: BookingBackend
-    notify: Notify | None
-    r: Replies
-    state: BookingState
-
-    def now(self) -> datetime:
-        raise NotImplementedError
-
-    def today(self) -> date:
-        raise NotImplementedError
-
-    def _goto(self, target: Phase, trigger: str) -> None:
-        raise NotImplementedError
-
-    def _prompt(self, text: str, expecting: Expecting) -> str:
-        raise NotImplementedError
-
-    def _booking_json(self, b: Booking) -> dict[str, str]:
-        raise NotImplementedError
 
     def _notes(self, kind: Kind, booking: Booking | NewBooking) -> Sequence[Notification]:
         """The outbox rows for `kind` about `booking` (none without a notifier)."""

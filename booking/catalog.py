@@ -56,6 +56,22 @@ def _parse_hhmm(value: Any) -> time:
     return time(int(hh), int(mm or 0))
 
 
+_MASTER_KEYS = {"name", "services", "hours", "aliases"}
+
+
+def _aliases(raw: Mapping[str, Any]) -> tuple[str, ...]:
+    """The `aliases:` list of a master entry; unknown keys are a config error."""
+    unknown = set(raw) - _MASTER_KEYS
+    if unknown:
+        raise ValueError(
+            f"booking.masters: unknown key(s) {sorted(unknown)} in {raw.get('name')!r}"
+        )
+    value = raw.get("aliases") or ()
+    if isinstance(value, str) or not all(isinstance(a, str) and a.strip() for a in value):
+        raise ValueError(f"booking.masters[{raw.get('name')!r}].aliases must be a list of names")
+    return tuple(a.strip() for a in value)
+
+
 @dataclass(frozen=True, slots=True)
 class Hours:
     open: time = time(9, 0)
@@ -83,9 +99,13 @@ class Service:
 
 @dataclass(frozen=True, slots=True)
 class Master:
+    """A master: the services they do, their hours, and the other names callers use
+    for them (config `aliases`, added to the standard diminutives)."""
+
     name: str
     services: frozenset[str]
     hours: Hours
+    aliases: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,6 +154,7 @@ class Catalog:
                 name=str(m["name"]),
                 services=frozenset(m.get("services") or all_ids),
                 hours=Hours.from_config(m.get("hours"), hours),
+                aliases=_aliases(m),
             )
             for m in (section.get("masters") or DEFAULT_MASTERS)
         )

@@ -53,6 +53,10 @@ class BookingState:
     phase: Phase = Phase.GREETING
     slots: Slots = field(default_factory=Slots)
     part_of_day: str | None = None  # vague time waiting for a concrete one
+    after: time | None = None  # «после шести»: offer times from here on
+    time_options: tuple[time, ...] = ()  # «в 8» in a salon open 08–22: asked which
+    phone_buffer: str = ""  # digits of a phone said in pieces, until it is complete
+    misses: dict[str, int] = field(default_factory=dict)  # failed tries per slot
     offers: list[Option] = field(default_factory=list)
     announced_master: str | None = None
     cancel_phone: str | None = None

@@ -8,12 +8,12 @@ import pytest
 
 from booking.catalog import Catalog
 from booking.extract import extract
-from booking.extract.dates import parse_date
 from booking.extract.intents import find_answer, find_choice, find_intents
 from booking.extract.names import find_name
 from booking.extract.phone import format_phone, mask_phone, normalize_phone, parse_phone
 from booking.extract.services import find_master, find_service, find_unoffered, wants_any_master
-from booking.extract.times import parse_part_of_day, parse_time
+from booking.extract.times import parse_part_of_day
+from booking.extract.when import parse_date, parse_time
 
 CATALOG = Catalog.from_config(None)
 MONDAY = date(2026, 11, 23)

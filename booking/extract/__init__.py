@@ -7,17 +7,21 @@ whatever YandexGPT returns.
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from datetime import date, time
+from datetime import date, datetime, time
 from typing import Any, Literal
 
 from booking.catalog import Catalog
-from booking.extract.dates import parse_date
 from booking.extract.intents import find_answer, find_choice, find_intents
 from booking.extract.names import find_name
-from booking.extract.phone import parse_phone
-from booking.extract.services import find_master, find_service, find_unoffered, wants_any_master
-from booking.extract.text import tokenize
-from booking.extract.times import parse_part_of_day, parse_time
+from booking.extract.phone import parse_phone, phone_fix, phone_fragment
+from booking.extract.services import (
+    find_master,
+    find_service,
+    find_service_without,
+    find_unoffered,
+    wants_any_master,
+)
+from booking.extract.when import parse_when
 
 Expecting = Literal["service", "date", "time", "name", "phone", "confirm", "choice"] | None
 
@@ -36,6 +40,11 @@ class Extraction:
     answer: Literal["yes", "no"] | None = None
     choice: int | None = None
     intents: frozenset[str] = field(default_factory=frozenset)
+    time_options: tuple[time, ...] = ()  # an hour that fits both halves of the day
+    after: time | None = None  # «после шести»: free times from then on
+    phone_part: str | None = None  # digits of a phone said in pieces («8 916»)
+    phone_fix: tuple[str, str] | None = None  # «не 67, а 76»
+    unplaced: tuple[str, ...] = ()  # numbers/days/months nothing could use
 
     @property
     def has_slots(self) -> bool:
@@ -55,6 +64,10 @@ class Extraction:
             or self.answer is not None
             or self.choice is not None
             or bool(self.intents)
+            or bool(self.time_options)
+            or self.after is not None
+            or self.phone_part is not None
+            or self.phone_fix is not None
         )
 
     def merged_with(self, other: Extraction) -> Extraction:
@@ -71,6 +84,7 @@ class Extraction:
             "phone",
             "answer",
             "choice",
+            "after",
         ):
             if getattr(self, f) is None and getattr(other, f) is not None:
                 updates[f] = getattr(other, f)
@@ -90,6 +104,10 @@ class Extraction:
                 v = v.isoformat(timespec="minutes") if isinstance(v, time) else v.isoformat()
             elif isinstance(v, frozenset):
                 v = sorted(v)
+            elif isinstance(v, tuple):
+                if not v:
+                    continue
+                v = [x.isoformat(timespec="minutes") if isinstance(x, time) else x for x in v]
             d[k] = v
         return d
 
@@ -98,36 +116,64 @@ def _blank(text: str, span: tuple[int, int]) -> str:
     return text[: span[0]] + " " * (span[1] - span[0]) + text[span[1] :]
 
 
-def extract(text: str, catalog: Catalog, today: date, expecting: Expecting = None) -> Extraction:
-    """Everything the caller said in one utterance, validated against the catalog."""
+def extract(
+    text: str,
+    catalog: Catalog,
+    today: date,
+    expecting: Expecting = None,
+    *,
+    now: datetime | None = None,
+    current_service: str | None = None,
+) -> Extraction:
+    """Everything the caller said in one utterance, validated against the catalog.
+
+    Order matters: a phone (and its self-correction) is taken first, then the name, so
+    their digits and words are not read as a time or a master; `now` enables relative
+    times («через два часа»); `current_service` lets «без бороды» drop the beard.
+    """
     work = text
     phone = parse_phone(work)
+    part: str | None = None
+    fix: tuple[str, str] | None = None
     if phone:
         work = _blank(work, phone[1])
+    elif expecting == "phone" and (part := phone_fragment(work)) is not None:
+        work = ""
+    elif (f := phone_fix(work)) is not None:
+        fix = (f[0], f[1])
+        work = _blank(work, f[2])
     name = find_name(work, expecting=expecting == "name")
-    name_span = name[1] if name else None
-    if name_span:
-        work_no_name = _blank(work, name_span)
-    else:
-        work_no_name = work
-    d = parse_date(work_no_name, today)
-    words = [t for t in tokenize(work_no_name) if not t.is_number]
-    bare_ok = expecting in {"time", "choice"} or (not words and expecting != "phone")
-    t = parse_time(work_no_name, bare_number_ok=bare_ok)
-    service = find_service(work_no_name, catalog)
+    if name:
+        work = _blank(work, name[1])
+    h = catalog.salon.hours
+    choice = find_choice(work) if expecting == "choice" else None
+    when = parse_when(
+        work,
+        today,
+        now=now,
+        hours=(h.open, h.close),
+        bare_ok=expecting in {"time", "choice"},
+        skip_ordinals=choice is not None,
+    )
+    service = find_service(work, catalog) or find_service_without(work, catalog, current_service)
     return Extraction(
         service=service,
-        service_unknown=None if service else find_unoffered(work_no_name),
-        master=find_master(work_no_name, catalog),
-        master_any=wants_any_master(work_no_name),
-        date=d,
-        time=t,
-        part_of_day=None if t else parse_part_of_day(work_no_name),
+        service_unknown=None if service else find_unoffered(work),
+        master=find_master(work, catalog),
+        master_any=wants_any_master(work),
+        date=when.date,
+        time=when.time,
+        part_of_day=when.part_of_day,
         name=name[0] if name else None,
         phone=phone[0] if phone else None,
         answer=find_answer(text),
-        choice=find_choice(work_no_name),
+        choice=choice if choice is not None else find_choice(work) if not when.unplaced else None,
         intents=find_intents(text),
+        time_options=when.time_options,
+        after=when.after,
+        phone_part=part,
+        phone_fix=fix,
+        unplaced=when.unplaced,
     )
 
 

@@ -1,9 +1,12 @@
-"""Dates said in Russian relative to the call's local date.
+"""Dates said in Russian relative to the call's local date, as a grammar over `Scan`.
 
-Covers what callers say and SpeechKit normalizes: «сегодня», «завтра», «послезавтра»,
-«в пятницу» / «в следующую пятницу», «15 декабря», «15-го», «через неделю»,
-«через 3 дня», «25.12». A small deterministic parser: faster and more predictable here
-than a general one, and every form is unit-tested.
+Forms: «сегодня», «завтра», «послезавтра», «послепослезавтра»; every weekday in every
+case («в воскресенье», «во вторник», «к пятнице», «до среды»), with «следующий» /
+«на следующей неделе» (next calendar week), «эту» / «на этой неделе» (this week) and
+«через неделю» (a week later); «через 3 дня», «через неделю», «через две недели»;
+day of month in digits and words («3-е декабря», «на 10-е», «второго декабря»,
+«двадцать пятого», «15 числа», «25.12»). Tokens a date uses are claimed, so a number
+that belongs to a date never becomes a time.
 """
 
 from __future__ import annotations
@@ -12,7 +15,8 @@ import re
 from dataclasses import dataclass
 from datetime import date, timedelta
 
-from booking.extract.text import Token, fold, lemma, negated, tokenize
+from booking.extract.scan import Scan
+from booking.extract.text import lemma
 
 MONTHS = {
     "январь": 1,
@@ -28,39 +32,42 @@ MONTHS = {
     "ноябрь": 11,
     "декабрь": 12,
 }
-WEEKDAYS = {
-    "понедельник": 0,
-    "вторник": 1,
-    "среда": 2,
-    "четверг": 3,
-    "пятница": 4,
-    "суббота": 5,
-    "воскресенье": 6,
+_WEEKDAY_FORMS: dict[int, tuple[str, ...]] = {
+    0: ("понедельник", "понедельника", "понедельнику", "понедельником", "понедельнике"),
+    1: ("вторник", "вторника", "вторнику", "вторником", "вторнике"),
+    2: ("среда", "среду", "среды", "среде", "средой"),
+    3: ("четверг", "четверга", "четвергу", "четвергом", "четверге"),
+    4: ("пятница", "пятницу", "пятницы", "пятнице", "пятницей"),
+    5: ("суббота", "субботу", "субботы", "субботе", "субботой"),
+    6: ("воскресенье", "воскресенья", "воскресенью", "воскресеньем", "воскресение"),
 }
-_RELATIVE = {"сегодня": 0, "завтра": 1, "послезавтра": 2}
-_COUNT_WORDS = {
-    "один": 1,
-    "два": 2,
-    "три": 3,
-    "четыре": 4,
-    "пять": 5,
-    "шесть": 6,
-    "семь": 7,
-    "пара": 2,
+WEEKDAY_OF = {form: wd for wd, forms in _WEEKDAY_FORMS.items() for form in forms}
+_RELATIVE = {
+    "сегодня": 0,
+    "завтра": 1,
+    "послезавтра": 2,
+    "послепослезавтра": 3,
+    "после-послезавтра": 3,
 }
-_DOTTED = re.compile(r"(?<![\d:])(\d{1,2})\.(\d{1,2})(?:\.(\d{2,4}))?(?![\d:])")
+_NEXT = {"следующий", "следующая", "следующую", "следующее", "следующей", "следующем"}
+_THIS = {"этот", "эту", "это", "эта", "этой", "ближайший", "ближайшую", "ближайшее"}
+_DAY_UNITS = {"день": 1, "сутки": 1, "неделя": 7}
+_DOTTED = re.compile(r"^(\d{1,2})\.(\d{1,2})$")
 
 
 @dataclass(frozen=True, slots=True)
 class DateMention:
+    """A date and the tokens first..last it came from."""
+
     value: date
-    start: int
-    end: int
+    first: int
+    last: int
     negated: bool = False
 
 
-def _month_of(tok: Token) -> int | None:
-    return MONTHS.get(lemma(tok.norm)) or MONTHS.get(tok.norm)
+def month_of(word: str) -> int | None:
+    """«декабря» → 12."""
+    return MONTHS.get(lemma(word)) or MONTHS.get(word)
 
 
 def _future_day_of_month(today: date, day: int, month: int | None) -> date | None:
@@ -78,92 +85,128 @@ def _future_day_of_month(today: date, day: int, month: int | None) -> date | Non
         return None
 
 
-def find_dates(text: str, today: date) -> list[DateMention]:
-    toks = tokenize(text)
+def _week_mode(s: Scan) -> str | None:
+    """«на следующей неделе» / «на этой неделе» anywhere in the utterance."""
+    for i, t in enumerate(s.toks):
+        if (
+            lemma(t.norm) == "неделя"
+            and s.norm(i - 1) in _NEXT | _THIS
+            and s.norm(i - 2) != "через"
+        ):
+            s.claim(i - 1, i)
+            if s.norm(i - 2) == "на":
+                s.claim(i - 2, i - 2)
+            return "next" if s.norm(i - 1) in _NEXT else "this"
+    return None
+
+
+def _weekday(s: Scan, i: int, wd: int, today: date, week: str | None) -> DateMention:
+    first, last = i, i
+    mode = week
+    prev = s.norm(i - 1)
+    if prev in _NEXT:
+        mode, first = "next", i - 1
+    elif prev in _THIS:
+        mode, first = "this", i - 1
+    ahead = (wd - today.weekday()) % 7
+    if mode == "next":
+        d = today + timedelta(days=7 - today.weekday() + wd)
+    elif mode == "this":
+        d = today + timedelta(days=ahead)
+    else:
+        d = today + timedelta(days=ahead or 7)
+    # «в четверг через неделю» / «через неделю в четверг»: that weekday a week later.
+    if s.norm(i + 1) == "через" and lemma(s.norm(i + 2)) == "неделя":
+        d, last = today + timedelta(days=ahead or 7) + timedelta(days=7), i + 2
+    elif s.norm(i - 2) == "через" and lemma(s.norm(i - 1)) == "неделя":
+        d, first = today + timedelta(days=ahead or 7) + timedelta(days=7), i - 2
+    elif (
+        s.norm(i - 3) == "через"
+        and lemma(s.norm(i - 2)) == "неделя"
+        and s.norm(i - 1) in {"в", "во"}
+    ):
+        d, first = today + timedelta(days=ahead or 7) + timedelta(days=7), i - 3
+    s.claim(first, last)
+    return DateMention(d, first, last, s.negated(first))
+
+
+def _after_n(s: Scan, i: int, today: date) -> DateMention | None:
+    """«через 3 дня», «через неделю», «через две недели», «через день»."""
+    j, n = i + 1, 1
+    item = s.num(j)
+    if item is not None and not item.ordinal:
+        n, j = item.value, item.last + 1
+    elif s.norm(j) in {"пару", "пара"}:
+        n, j = 2, j + 1
+    unit = _DAY_UNITS.get(lemma(s.norm(j)))
+    if unit is None:
+        return None
+    if unit == 1 and j == i + 1:
+        n = 2  # «через день» = the day after tomorrow
+    s.claim(i, j)
+    return DateMention(today + timedelta(days=n * unit), i, j, s.negated(i))
+
+
+def _day_of_month(s: Scan, i: int, today: date) -> DateMention | None:
+    item = s.num(i)
+    if item is None or not 1 <= item.value <= 31:
+        return None
+    j = item.last + 1
+    month = month_of(s.norm(j)) if s.free(j) else None
+    if month is not None:
+        last = j
+    elif lemma(s.norm(j)) == "число":
+        last = j
+    elif item.ordinal and lemma(s.norm(j)) != "час":
+        last = item.last
+    else:
+        return None
+    d = _future_day_of_month(today, item.value, month)
+    if d is None:
+        return None
+    s.claim(i, last)
+    return DateMention(d, i, last, s.negated(i))
+
+
+def find_dates(s: Scan, today: date) -> list[DateMention]:
+    """Every date mention, claiming its tokens."""
     out: list[DateMention] = []
-    i = 0
-    while i < len(toks):
-        t = toks[i]
-        lem = lemma(t.norm)
-        neg = negated(toks, i)
-        if t.norm in _RELATIVE:
-            out.append(DateMention(today + timedelta(days=_RELATIVE[t.norm]), t.start, t.end, neg))
-        elif lem in WEEKDAYS:
-            wd = WEEKDAYS[lem]
-            ahead = (wd - today.weekday()) % 7
-            prev = toks[i - 1].norm if i else ""
-            if prev in {"следующий", "следующую", "следующее", "следующая"} or (
-                i >= 2 and lemma(toks[i - 1].norm) == "следующий"
-            ):
-                # «в следующую пятницу»: that weekday of next calendar week.
-                start_next_week = today + timedelta(days=7 - today.weekday())
-                d = start_next_week + timedelta(days=wd)
-            else:
-                d = today + timedelta(days=ahead or 7)
-                if ahead == 0 and prev in {"эту", "этот", "это", "сегодня"}:
-                    d = today
-            out.append(DateMention(d, t.start, t.end, neg))
-        elif t.norm == "через" and i + 1 < len(toks):
-            n, j = 1, i + 1
-            if toks[j].is_number:
-                n, j = int(toks[j].norm), j + 1
-            elif lemma(toks[j].norm) in _COUNT_WORDS:
-                n, j = _COUNT_WORDS[lemma(toks[j].norm)], j + 1
-            if j < len(toks):
-                unit = lemma(toks[j].norm)
-                days = {"день": 1, "неделя": 7, "сутки": 1}.get(unit)
-                if unit == "день" and j == i + 1:
-                    days, n = 2, 1  # «через день» = the day after tomorrow
-                if days:
-                    out.append(
-                        DateMention(today + timedelta(days=n * days), t.start, toks[j].end, neg)
-                    )
-                    i = j
-        elif t.is_number and 1 <= int(t.norm) <= 31:
-            # «15 декабря», «15-го декабря», «на 15-е», «15 числа»
-            j = i + 1
-            if j < len(toks) and toks[j].norm in {"го", "е", "ого"}:
-                j += 1
-            month = _month_of(toks[j]) if j < len(toks) else None
-            prev = toks[i - 1].norm if i else ""
-            after = text[t.end : t.end + 3]
-            is_day = (
-                month is not None
-                or (j < len(toks) and lemma(toks[j].norm) == "число")
-                or after.startswith(("-го", "-е", "-ое"))
-            )
-            if (is_day and prev not in {"в", "к", "с", "до"}) or (
-                month is not None and prev in {"в", "к", "с", "до"}
-            ):
-                d = _future_day_of_month(today, int(t.norm), month)
-                if d is not None:
-                    end = toks[j].end if month is not None else t.end
-                    out.append(DateMention(d, t.start, end, neg))
-                    i = j if month is not None else i
-        i += 1
-    for m in _DOTTED.finditer(text):
-        day, month = int(m.group(1)), int(m.group(2))
-        before = fold(text[max(0, m.start() - 3) : m.start()]).strip()
-        if before.endswith((" в", " к")) or before in {"в", "к"} or not 1 <= month <= 12:
-            continue  # «в 15.30» is a time
-        year = m.group(3)
-        try:
-            if year:
-                y = int(year) + (2000 if len(year) == 2 else 0)
-                d = date(y, month, day)
-            else:
-                d2 = _future_day_of_month(today, day, month)
-                if d2 is None:
-                    continue
-                d = d2
-        except ValueError:
+    week = _week_mode(s)
+    for i, t in enumerate(s.toks):
+        if not s.free(i):
             continue
-        out.append(DateMention(d, m.start(), m.end()))
-    out.sort(key=lambda d: d.start)
+        n = t.norm
+        if n in _RELATIVE:
+            first = i
+            days = _RELATIVE[n]
+            if n == "завтра" and s.norm(i - 1) == "после" and s.free(i - 1):
+                first, days = i - 1, 2  # STT's «после завтра»
+            if n == "послезавтра" and s.norm(i - 1) == "после" and s.free(i - 1):
+                first, days = i - 1, 3
+            s.claim(first, i)
+            out.append(DateMention(today + timedelta(days=days), first, i, s.negated(first)))
+        elif n in WEEKDAY_OF:
+            out.append(_weekday(s, i, WEEKDAY_OF[n], today, week))
+        elif n == "через" and (m := _after_n(s, i, today)) is not None:
+            out.append(m)
+        elif (m2 := _DOTTED.match(n)) is not None:
+            day, month = int(m2.group(1)), int(m2.group(2))
+            if 1 <= month <= 12 and (d := _future_day_of_month(today, day, month)) is not None:
+                s.claim(i, i)
+                out.append(DateMention(d, i, i, s.negated(i)))
+        elif (m3 := _day_of_month(s, i, today)) is not None:
+            out.append(m3)
+    if week is not None and not any(WEEKDAY_OF.get(s.norm(m.last)) is not None for m in out):
+        # «на следующей неделе» with no day: not a date yet (the dialogue asks which day).
+        pass
+    out.sort(key=lambda m: m.first)
     return out
 
 
-def parse_date(text: str, today: date) -> date | None:
-    """The last date mentioned that is not denied («не завтра, а послезавтра»)."""
-    kept = [d for d in find_dates(text, today) if not d.negated]
-    return kept[-1].value if kept else None
+def unplaced_date_words(s: Scan) -> list[str]:
+    """Month names and weekday words no date used («в декабре» with no day)."""
+    return [
+        t.text
+        for i, t in enumerate(s.toks)
+        if s.free(i) and (month_of(t.norm) or t.norm in WEEKDAY_OF)
+    ]

@@ -29,8 +29,16 @@ YES = {
     "годится",
     "подходит",
     "устраивает",
-    "можно",
+    "да-да",
+    "именно",
+    "пишите",
+    "ладно",
 }
+# Words that confirm only when they are the whole answer («Можно?» is a question).
+_YES_ALONE = {"можно", "можно да"}
+# A question or a request for information is never a confirmation.
+_QUESTION_WORDS = {"сколько", "какой", "какая", "какие", "когда", "где", "почему", "зачем", "кто"}
+_QUESTION_WORDS |= {"узнать", "подскажите", "скажите", "ли", "что"}
 NO = {"нет", "неверно", "неправильно", "неа", "не-а"}
 _NOT_OK = {"так", "подходит", "верно", "правильно", "устраивает", "надо", "нужно", "совсем"}
 
@@ -119,13 +127,41 @@ ORDINAL_CHOICES = {
 }
 
 
+class _W:
+    """A bare word with the `.norm` the answer scan reads."""
+
+    __slots__ = ("norm",)
+
+    def __init__(self, norm: str) -> None:
+        self.norm = norm
+
+
 def _folded_words(text: str) -> str:
     return " " + " ".join(t.norm for t in tokenize(text)) + " "
 
 
+def _split_repeats(text: str) -> list[str]:
+    """«Да-да» → «да», «да»; «не-а» stays one word."""
+    out: list[str] = []
+    for t in tokenize(text):
+        parts = t.norm.split("-")
+        if len(parts) > 1 and len(set(parts)) == 1:
+            out.extend(parts)
+        else:
+            out.append(t.norm)
+    return out
+
+
 def find_answer(text: str) -> Literal["yes", "no"] | None:
-    """The first decisive word: «нет, не в 3» is a no; «да, но в 4» a yes (plus a change)."""
-    toks = tokenize(text)
+    """The first decisive word: «нет, не в 3» is a no; «да, но в 4» a yes (plus a change);
+    a question («А можно узнать, сколько стоит?») is neither, even with «можно» in it."""
+    words = _split_repeats(text)
+    if " ".join(words) in _YES_ALONE:
+        return "yes"
+    asks = "?" in text or bool(set(words) & _QUESTION_WORDS)
+    if asks and not (words and words[0] in {"да", "нет", "ага", "угу"}):
+        return None
+    toks = [_W(w) for w in words]
     for i, t in enumerate(toks[:4]):
         if t.norm in NO:
             return "no"
@@ -134,7 +170,11 @@ def find_answer(text: str) -> Literal["yes", "no"] | None:
         if t.norm in YES:
             # «давайте в 4» is a request, not a confirmation; still yes-ish.
             return "yes"
-        if t.norm in {"все", "всё"} and i + 1 < len(toks) and toks[i + 1].norm in YES:
+        if (
+            t.norm in {"все", "всё"}
+            and i + 1 < len(toks)
+            and (toks[i + 1].norm in YES or toks[i + 1].norm == "так")
+        ):
             return "yes"
     return None
 
@@ -153,6 +193,17 @@ def find_intents(text: str) -> frozenset[str]:
     norms = {t.norm for t in toks}
     if "сколько" in norms and norms & {"стоит", "стоят", "стоить", "стоило", "обойдется"}:
         found.add("price")
+    if lems & {"закрываться", "открываться", "работать", "закрыться", "открыться"} and norms & {
+        "сколько",
+        "скольки",
+        "когда",
+        "до",
+    }:
+        found.add("hours")
+    if (lems & {"мастер"} and norms & {"какие", "какой", "кто", "каких"}) or (
+        "кто" in norms and lems & {"работать", "быть"}
+    ):
+        found.add("masters")
     if toks and toks[-1].norm == "пока":  # «ну всё, пока», but not «пока не знаю»
         found.add("goodbye")
     return frozenset(found)

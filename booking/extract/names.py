@@ -1,26 +1,67 @@
-"""The caller's name: «меня зовут Анна», «это Олег», «Анна» when the bot asked for it."""
+"""The caller's name: «меня зовут Анна», «меня Света зовут», «меня Мариной зовут»,
+«зовут, эээ, Алексей», «это Олег», «я Наталья», or a bare «Анна» when the bot asked.
+
+Fillers and discourse words («ну», «эээ», «в общем», «короче», «я», «в») are skipped,
+never taken as a name. Oblique forms are put into the nominative by pymorphy3's
+first-name dictionary («Мариной» → «Марина»).
+"""
 
 from __future__ import annotations
 
-import re
+from booking.extract.text import Token, fold, morph, tokenize
 
-from booking.extract.text import fold, morph, tokenize
-
-_INTRO = re.compile(
-    r"\b(?:меня\s+зовут|зовут\s+меня|зовут|мо[её]\s+имя|имя|это|я)\s*[-—:,]?\s+"
-    r"([А-ЯЁа-яё]+(?:-[А-ЯЁа-яё]+)?)",
-    re.IGNORECASE,
-)
-_NOT_NAMES = {
+FILLERS = {
+    "ну",
+    "э",
+    "ээ",
+    "эээ",
+    "ээээ",
+    "эм",
+    "эмм",
+    "ммм",
+    "мм",
+    "а",
+    "в",
+    "общем",
+    "короче",
+    "значит",
+    "так",
+    "вот",
+    "типа",
+    "как",
+    "бы",
+    "это",
+    "я",
+    "меня",
+    "мое",
+    "моё",
+    "имя",
+    "зовут",
+    "да",
+    "нет",
+    "ага",
+    "угу",
+    "слушайте",
+    "алло",
+    "девушка",
+    "вообще",
+    "собственно",
+    "просто",
+    "же",
+    "вроде",
+    "кстати",
+    "сказать",
+    "точнее",
+    "то",
+    "есть",
+}
+_NOT_NAMES = FILLERS | {
     "хочу",
     "хотел",
     "хотела",
-    "бы",
     "буду",
     "могу",
     "не",
-    "да",
-    "нет",
     "записаться",
     "звоню",
     "по",
@@ -30,35 +71,74 @@ _NOT_NAMES = {
     "была",
     "опять",
     "снова",
+    "телефон",
+    "номер",
+    "можно",
+    "пожалуйста",
+    "здравствуйте",
+    "добрый",
+    "спасибо",
+    "хорошо",
+    "записывайте",
 }
+_CALL_VERBS = {"зовут", "звать", "зови", "зовите"}
 
 
-def _name_form(word: str) -> str | None:
+def name_form(word: str) -> str | None:
     """Nominative, capitalized, if pymorphy knows `word` as a first name."""
+    if fold(word) in _NOT_NAMES or len(word) < 2:
+        return None
     for p in morph().parse(word):
         if "Name" in p.tag and p.score >= 0.05:
-            return p.normal_form.capitalize()
+            nom = p.normal_form
+            if "ё" in nom and "ё" not in word.lower() and fold(nom) == fold(word):
+                nom = nom.replace("ё", "е")
+            return nom.capitalize()
     return None
+
+
+def _next_word(toks: list[Token], i: int, step: int) -> int | None:
+    """The first non-filler word from `i` in direction `step`."""
+    while 0 <= i < len(toks):
+        if fold(toks[i].text) not in FILLERS and not toks[i].is_number:
+            return i
+        i += step
+    return None
+
+
+def _as_name(tok: Token, *, strict: bool) -> str | None:
+    known = name_form(tok.text)
+    if known is not None:
+        return known
+    if strict or fold(tok.text) in _NOT_NAMES or len(tok.text) < 2:
+        return None
+    return tok.text.capitalize()
 
 
 def find_name(text: str, *, expecting: bool = False) -> tuple[str, tuple[int, int]] | None:
     """The name and its span. Without `expecting`, only an explicit introduction counts."""
-    for m in _INTRO.finditer(text):
-        word = m.group(1)
-        if fold(word) in _NOT_NAMES:
-            continue
-        intro = fold(m.group(0).split()[0])
-        known = _name_form(word)
-        if intro in {"это", "я"} and known is None:
-            continue  # «это срочно», «я хочу»: not a name
-        return (known or word.capitalize()), m.span(1)
+    toks = tokenize(text)
+    for i, t in enumerate(toks):
+        n = t.norm
+        if n in _CALL_VERBS or (n == "имя" and i and toks[i - 1].norm in {"мое", "моё"}):
+            j = _next_word(toks, i + 1, 1)
+            if j is not None and (got := _as_name(toks[j], strict=False)) is not None:
+                if n != "имя" or name_form(toks[j].text):
+                    return got, (toks[j].start, toks[j].end)
+            # «меня Света зовут», «меня, короче, Дима зовут», «Света меня зовут»
+            j = _next_word(toks, i - 1, -1)
+            if j is not None and (got := _as_name(toks[j], strict=True)) is not None:
+                return got, (toks[j].start, toks[j].end)
+        if n in {"это", "я"}:
+            j = _next_word(toks, i + 1, 1)
+            if j is not None and j <= i + 3 and (got := _as_name(toks[j], strict=True)):
+                return got, (toks[j].start, toks[j].end)
     if expecting:
-        toks = tokenize(text)
         for t in toks:
-            known = _name_form(t.text)
-            if known and fold(t.text) not in _NOT_NAMES:
+            if (known := name_form(t.text)) is not None:
                 return known, (t.start, t.end)
-        words = [t for t in toks if not t.is_number]
-        if len(words) == 1 and fold(words[0].text) not in _NOT_NAMES and len(words[0].text) > 1:
+        words = [t for t in toks if not t.is_number and fold(t.text) not in _NOT_NAMES]
+        if len(words) == 1 and len(words[0].text) > 1 and not morph().word_is_known(words[0].norm):
+            # A name pymorphy does not know («Эмиль»); a known word («наверное») is not one.
             return words[0].text.capitalize(), (words[0].start, words[0].end)
     return None

@@ -12,7 +12,8 @@ _CANDIDATE = re.compile(r"(?:\+\s*)?\d[\d\s\-()]{8,}\d")
 
 
 def parse_phone(text: str, region: str = "RU") -> tuple[str, tuple[int, int]] | None:
-    """The last valid phone number in `text` with its span, in E.164."""
+    """The last valid phone number in `text` with its span, in E.164. A self-correction
+    right after it («…45-67, ой, не 67, а 76») is applied and its words are in the span."""
     found: tuple[str, tuple[int, int]] | None = None
     for m in _CANDIDATE.finditer(text):
         raw = m.group()
@@ -22,6 +23,10 @@ def parse_phone(text: str, region: str = "RU") -> tuple[str, tuple[int, int]] | 
             continue
         if phonenumbers.is_valid_number(num):
             found = (phonenumbers.format_number(num, phonenumbers.PhoneNumberFormat.E164), m.span())
+    if found is not None and (fix := phone_fix(text[found[1][1] :])) is not None:
+        fixed = apply_fix(found[0], fix[0], fix[1])
+        if fixed is not None:
+            found = (fixed, (found[1][0], found[1][1] + fix[2][1]))
     return found
 
 
@@ -50,3 +55,74 @@ def format_phone(e164: str) -> str:
 def mask_phone(e164: str | None) -> str:
     """For logs: keep only the last two digits."""
     return mask_number(e164)
+
+
+_FRAGMENT_WORDS = re.compile(
+    r"\b(?:телефон|номер|мой|моя|плюс|ой|так|вот|ещё|еще|дальше|продолжаю|это|ну|э+)\b",
+    re.IGNORECASE,
+)
+_FIX = re.compile(r"\bне\s+(\d[\d\s-]*\d|\d)\s*[,.]?\s*а\s+(\d[\d\s-]*\d|\d)", re.IGNORECASE)
+
+
+def phone_fragment(text: str) -> str | None:
+    """The digits of an utterance that is only a piece of a phone number («8 916»,
+    «123-45-67», «плюс 7 916»), or None if it says anything else."""
+    rest = _FRAGMENT_WORDS.sub(" ", text)
+    if re.search(r"[a-zа-яё]", rest, re.IGNORECASE):
+        return None
+    digits = re.sub(r"\D", "", rest)
+    if not digits or len(digits) > 11:
+        return None
+    if text.strip().startswith("+") or re.match(r"^\s*плюс", text, re.IGNORECASE):
+        digits = "+" + digits
+    return digits
+
+
+def join_fragments(buffer: str, piece: str) -> str | None:
+    """`buffer` + `piece` as a full number in E.164, or None while incomplete."""
+    joined = buffer + piece.lstrip("+") if buffer else piece
+    bare = joined.lstrip("+")
+    if joined.startswith("+") or len(bare) == 11:
+        return normalize_phone(joined if joined.startswith("+") else bare)
+    if len(bare) == 10 and bare.startswith("9"):
+        return normalize_phone("8" + bare)
+    return None
+
+
+def phone_fix(text: str) -> tuple[str, str, tuple[int, int]] | None:
+    """A self-correction of some digits: «не 67, а 76» → ("67", "76", span). Only groups
+    of two or more digits of the same length count (a lone «не 4, а 5» is a time)."""
+    m = _FIX.search(text)
+    if m is None:
+        return None
+    old, new = re.sub(r"\D", "", m.group(1)), re.sub(r"\D", "", m.group(2))
+    if len(old) < 2 or len(old) != len(new):
+        return None
+    return old, new, m.span()
+
+
+def apply_fix(e164: str, old: str, new: str) -> str | None:
+    """The number with the last `old` digit group replaced by `new`, if it is in it."""
+    digits = e164.lstrip("+")
+    at = digits.rfind(old, 1)
+    if at < 0:
+        return None
+    return normalize_phone("+" + digits[:at] + new + digits[at + len(old) :])
+
+
+def group_digits(digits: str) -> str:
+    """Digits read back in the groups of a Russian number: «8916210» → «8 916 210»."""
+    plus = "+" if digits.startswith("+") else ""
+    d = digits.lstrip("+")
+    if d[:1] in {"7", "8"} and len(d) > 1:
+        head, d = d[0], d[1:]
+        groups = [plus + head]
+    else:
+        groups = [plus] if plus else []
+    for size in (3, 3, 2, 2):
+        if d:
+            groups.append(d[:size])
+            d = d[size:]
+    if d:
+        groups.append(d)
+    return " ".join(g for g in groups if g)

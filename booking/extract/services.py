@@ -6,6 +6,7 @@ from __future__ import annotations
 from functools import lru_cache
 
 from booking.catalog import Catalog
+from booking.extract.diminutives import DIMINUTIVES
 from booking.extract.text import Token, fold, lemma, lemmas, negated, tokenize
 
 # Services callers ask for that a barbershop does not offer: answered, not guessed.
@@ -67,12 +68,17 @@ def find_service(text: str, catalog: Catalog) -> str | None:
         if not lem <= lem_at.keys():
             continue
         pos = min(min(lem_at[w]) for w in lem)
-        if any(negated(toks, lem_at[w][0]) for w in lem):
+        if any(negated(toks, lem_at[w][0]) or _without(toks, lem_at[w][0]) for w in lem):
             continue
         key = (len(lem), pos, sid)
         if best is None or key[:2] > best[:2]:
             best = key
     return best[2] if best else None
+
+
+def _without(toks: list[Token], i: int) -> bool:
+    """«без бороды»: the word is excluded, not asked for."""
+    return i > 0 and toks[i - 1].norm == "без"
 
 
 def find_unoffered(text: str) -> str | None:
@@ -82,33 +88,78 @@ def find_unoffered(text: str) -> str | None:
     return None
 
 
-def _master_lemma(name: str) -> str:
-    return lemma(fold(name))
+_MASTER_MARKERS = {"к", "ко", "у", "мастер", "мастеру", "мастера", "мастером", "мастеров"}
 
 
-def master_positions(text: str, catalog: Catalog) -> list[tuple[str, Token, bool]]:
-    """(master name, token, denied) for each mention of a master's name."""
+@lru_cache(maxsize=64)
+def _master_names(catalog: Catalog) -> dict[str, str]:
+    """Folded lemma of every name a master answers to → the master's name."""
+    out: dict[str, str] = {}
+    for m in catalog.masters:
+        base = lemma(fold(m.name))
+        for alias in (m.name, *m.aliases, *DIMINUTIVES.get(fold(m.name), ())):
+            out.setdefault(lemma(fold(alias)), m.name)
+            out.setdefault(fold(alias), m.name)
+        out[base] = m.name
+    return out
+
+
+def master_positions(text: str, catalog: Catalog) -> list[tuple[str, Token, bool, bool]]:
+    """(master name, token, denied, marked) for each mention of a master («к Серёже»:
+    marked by «к»; a bare «Пётр» is not marked)."""
     toks = tokenize(text)
-    names = {_master_lemma(m.name): m.name for m in catalog.masters}
-    out: list[tuple[str, Token, bool]] = []
+    names = _master_names(catalog)
+    out: list[tuple[str, Token, bool, bool]] = []
     for i, t in enumerate(toks):
         if t.is_number:
             continue
         hit = names.keys() & (lemmas(t.norm) | {t.norm})
         if hit:
-            out.append((names[sorted(hit)[0]], t, negated(toks, i)))
+            j = i - 1
+            while j >= 0 and toks[j].norm in {"не", "а", "лучше", "только"}:
+                j -= 1
+            marked = j >= 0 and toks[j].norm in _MASTER_MARKERS
+            out.append((names[sorted(hit)[0]], t, negated(toks, i), marked))
     return out
 
 
-def find_master(text: str, catalog: Catalog, *, skip: tuple[int, int] | None = None) -> str | None:
-    """The last non-denied master mention outside `skip` (the caller's own name span)."""
+def find_master(
+    text: str,
+    catalog: Catalog,
+    *,
+    skip: tuple[int, int] | None = None,
+    marked_only: bool = False,
+) -> str | None:
+    """The last non-denied master mention outside `skip` (the caller's own name span).
+    `marked_only`: only mentions marked as a master («к Петру», «мастер Пётр»)."""
     found = None
-    for name, tok, neg in master_positions(text, catalog):
+    for name, tok, neg, marked in master_positions(text, catalog):
         if skip and skip[0] <= tok.start < skip[1]:
+            continue
+        if marked_only and not marked:
             continue
         if not neg:
             found = name
     return found
+
+
+def find_service_without(text: str, catalog: Catalog, current: str | None) -> str | None:
+    """«без бороды» when the current service has a beard: the service whose name is the
+    current one's minus the denied word («Стрижка + борода» − «борода» → Стрижка)."""
+    if current is None:
+        return None
+    toks = tokenize(text)
+    denied = {lemma(toks[i + 1].norm) for i, t in enumerate(toks[:-1]) if t.norm == "без"}
+    if not denied:
+        return None
+    cur = {lemma(t.norm) for t in tokenize(catalog.service(current).name) if t.norm not in _STOP}
+    if not cur & denied:
+        return None
+    rest = cur - denied
+    for s in catalog.services:
+        if {lemma(t.norm) for t in tokenize(s.name) if t.norm not in _STOP} == rest:
+            return s.id
+    return None
 
 
 def wants_any_master(text: str) -> bool:
