@@ -18,6 +18,7 @@ from typing import Any
 
 import aiohttp
 
+from tests.fake_host import FakeHost
 from voicebot.config import Config
 from voicebot.transports.browser import BrowserTransport
 
@@ -105,28 +106,16 @@ class FakeSession:
             self._inbox.put_nowait(("end", reason))
 
 
-@dataclass
-class FakeRuntime:
-    """What `create_app` needs from `voicebot.runtime.Runtime`."""
+def browser_host(
+    cfg: Config | None = None, *, offline: bool = True, emulator_hooks: bool = True
+) -> FakeHost:
+    """A fake host whose calls are scripted browser `FakeSession`s named s1, s2...;
+    set `host.crash` to make the next ones fail."""
 
-    cfg: Config = field(default_factory=Config)
-    offline: bool = True
-    emulator_hooks: bool = True  # like Runtime offline: `start.emulator_utterances` is read
-    crash: bool = False
-    sessions: dict[str, FakeSession] = field(default_factory=dict)
-    starts: list[dict[str, Any]] = field(default_factory=list)
+    def make(host: FakeHost, transport: Any, record: dict[str, Any]) -> FakeSession:
+        return FakeSession(transport, f"s{len(host.opened)}", crash=host.crash)
 
-    def new_session(self, transport: BrowserTransport, **kwargs: Any) -> FakeSession:
-        self.starts.append(kwargs)
-        session = FakeSession(transport, f"s{len(self.starts)}", crash=self.crash)
-        self.sessions[session.session_id] = session
-        return session
-
-    def forget(self, session: FakeSession) -> None:
-        self.sessions.pop(session.session_id, None)
-
-    async def aclose(self) -> None:
-        pass
+    return FakeHost(cfg, make_session=make, offline=offline, emulator_hooks=emulator_hooks)
 
 
 @dataclass

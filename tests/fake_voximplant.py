@@ -6,7 +6,7 @@ asked), and plays the bot's stream into a simulated 10 s Voximplant buffer, chec
 every wire invariant on the way (untagged stream, chunk +1, timestamp = running
 sample count, known encoding with its fixed rate).
 
-`FakeRuntime`/`FakeSession` stand in for the engine so the protocol layers can be
+`telephony_host()`/`FakeSession` stand in for the engine so the protocol layers can be
 tested alone.
 """
 
@@ -24,6 +24,7 @@ from typing import Any
 import aiohttp
 import numpy as np
 
+from tests.fake_host import FakeHost
 from voicebot.config import Config
 from voicebot.transports import g711
 
@@ -138,29 +139,15 @@ class FakeSession:
         self._end.set()
 
 
-class FakeRuntime:
-    def __init__(
-        self, cfg: Config | None = None, greet_ms: int = 0, greet_pcm: bytes = b""
-    ) -> None:
-        self.cfg = cfg or Config()
-        self.greet_pcm = greet_pcm
-        self.offline = True
-        self.emulator_hooks = True  # like Runtime offline: transports pass client scripts
-        self.emulator = None
-        self.greet_ms = greet_ms
-        self.sessions: list[FakeSession] = []
-        self.forgotten: list[FakeSession] = []
+def telephony_host(
+    cfg: Config | None = None, greet_ms: int = 0, greet_pcm: bytes = b""
+) -> FakeHost:
+    """A fake host whose calls are `FakeSession`s (optionally greeting with audio)."""
 
-    def new_session(self, transport: Any, **kwargs: Any) -> FakeSession:
-        s = FakeSession(transport, self.greet_ms, self.greet_pcm, **kwargs)
-        self.sessions.append(s)
-        return s
+    def make(host: FakeHost, transport: Any, record: dict[str, Any]) -> FakeSession:
+        return FakeSession(transport, greet_ms, greet_pcm, **record)
 
-    def forget(self, session: FakeSession) -> None:
-        self.forgotten.append(session)
-
-    async def aclose(self) -> None:
-        return None
+    return FakeHost(cfg, make_session=make)
 
 
 # --------------------------------------------------------------------------- fake Voximplant

@@ -19,17 +19,17 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from tests.fake_asterisk import FRAME, FakeAsterisk, spacing_stats
-from tests.fake_voximplant import FakeRuntime, ScriptedCaller, espeak_pcm, tone
+from tests.fake_host import FakeHost
+from tests.fake_voximplant import ScriptedCaller, espeak_pcm, telephony_host, tone
 from voicebot.config import Config
-from voicebot.transports import audiosocket as asock
+from voicebot.transports import audiosocket_register as asock
 from voicebot.transports.audiosocket import (
     AudioSocketCall,
     AudioSocketServer,
     AudioSocketTransport,
-    CallRegistry,
-    add_register_route,
     start_audiosocket,
 )
+from voicebot.transports.audiosocket_register import CallRegistry, add_register_route
 
 GOLDEN = json.loads((Path(__file__).parent / "golden/telephony/audiosocket.json").read_text())
 WAIT = 10.0
@@ -51,7 +51,7 @@ async def until(cond: Any, within: float = WAIT) -> None:
 
 @dataclass
 class Env:
-    runtime: FakeRuntime
+    runtime: FakeHost
     server: AudioSocketServer
     registry: CallRegistry
     calls: list[AudioSocketCall]
@@ -70,13 +70,13 @@ class Env:
 @pytest.fixture
 async def env(request: pytest.FixtureRequest) -> AsyncIterator[Env]:
     params = getattr(request, "param", {})
-    runtime = FakeRuntime(Config(), greet_ms=params.get("greet_ms", 0))
+    runtime = telephony_host(Config(), greet_ms=params.get("greet_ms", 0))
     registry = CallRegistry()
     app = web.Application()
     add_register_route(app, registry)
     http = TestServer(app, host="127.0.0.1")
     await http.start_server()
-    server = await start_audiosocket(runtime, "127.0.0.1", 0, registry=registry)
+    server = await start_audiosocket(runtime, registry, "127.0.0.1", 0)
     calls: list[AudioSocketCall] = []
     server.on_call = calls.append
     try:
@@ -443,7 +443,7 @@ async def test_hangup_leaves_no_task_or_socket_behind(env: Env) -> None:
     assert not leftover, leftover
     for c in env.calls:
         assert c.writer.is_closing()
-        assert c.transport is not None and c.transport.closed and c.transport._sender is None
+        assert c.transport is not None and c.transport.closed and not c.transport.pacer.running
     assert all(s.ended == "caller_hangup" for s in env.runtime.sessions)
     assert not env.server.calls
 
@@ -488,7 +488,7 @@ async def test_e2e_booking_call_over_audiosocket(tmp_path: Path) -> None:
     add_register_route(app, registry)
     http = TestServer(app, host="127.0.0.1")
     await http.start_server()
-    server = await start_audiosocket(runtime, "127.0.0.1", 0, registry=registry)
+    server = await start_audiosocket(runtime, registry, "127.0.0.1", 0)
     calls: list[AudioSocketCall] = []
     server.on_call = calls.append
     try:
@@ -594,4 +594,4 @@ async def test_busy_server_hangs_up_the_extra_call(env: Env) -> None:
     calls = await env.finished(2)
     assert sorted(c.stats.end for c in calls) == ["busy", "hangup"]
     assert len(env.runtime.sessions) == 1
-    assert env.runtime.forgotten == env.runtime.sessions
+    assert env.runtime.released == env.runtime.sessions

@@ -19,13 +19,14 @@ import numpy as np
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from tests.browser_fixtures import GREETING, FakeRuntime, Received, of_type, read_until, tone
+from tests.browser_fixtures import GREETING, Received, browser_host, of_type, read_until, tone
+from tests.fake_host import FakeHost
 from voicebot.config import Config
 from voicebot.server import STATIC_DIR, create_app
 
 
 @asynccontextmanager
-async def serving(runtime: FakeRuntime) -> AsyncIterator[TestClient]:
+async def serving(runtime: FakeHost) -> AsyncIterator[TestClient]:
     client = TestClient(TestServer(create_app(runtime)))
     await client.start_server()
     try:
@@ -52,7 +53,7 @@ def expect_error(code: str):
 
 
 async def test_happy_path_by_text() -> None:
-    runtime = FakeRuntime()
+    runtime = browser_host()
     async with serving(runtime) as client:
         ws, got, ready = await start_call(client)
         assert ready["offline"] is True
@@ -65,7 +66,7 @@ async def test_happy_path_by_text() -> None:
         greeting = [e for e in got.of("bot_text") if e["final"]]
         assert greeting[0]["text"] == GREETING
         assert sum(len(a) for a in got.audio) == 16000 * 2 * 300 // 1000
-        assert runtime.starts[0]["channel"] == "browser"
+        assert runtime.opened[0]["channel"] == "browser"
 
         n_audio = len(got.audio)
         await ws.send_json({"type": "text", "text": "  Хочу на стрижку  "})
@@ -86,15 +87,15 @@ async def test_happy_path_by_text() -> None:
         assert done is not None and done["summary"]["reason"] == "caller_hangup"
         await read_until(ws, got, lambda e: False)
         assert ws.close_code == 1000
-        assert runtime.sessions["s1"].ended == "caller_hangup"
+        assert runtime.by_id("s1").ended == "caller_hangup"
 
 
 async def test_audio_frames_reach_the_session_and_rate_is_the_clients() -> None:
-    runtime = FakeRuntime()
+    runtime = browser_host()
     async with serving(runtime) as client:
         ws, got, ready = await start_call(client, rate=8000)
         assert ready["capabilities"]["audio_in"]["sample_rate"] == 8000
-        session = runtime.sessions[ready["session_id"]]
+        session = runtime.by_id(ready["session_id"])
         assert session.transport.sample_rate == 8000
         # the greeting audio was produced at 8 kHz and sent as Int16 frames
         assert sum(len(a) for a in got.audio) == 8000 * 2 * 300 // 1000
@@ -111,10 +112,10 @@ async def test_audio_frames_reach_the_session_and_rate_is_the_clients() -> None:
 
 
 async def test_playback_acks_drive_playout() -> None:
-    runtime = FakeRuntime()
+    runtime = browser_host()
     async with serving(runtime) as client:
         ws, _got, ready = await start_call(client)
-        playout = runtime.sessions[ready["session_id"]].transport.playout
+        playout = runtime.by_id(ready["session_id"]).transport.playout
         assert playout.queued_ms() == pytest.approx(300)
         assert playout.is_playing()
         await ws.send_json({"type": "playback", "played_ms": 120})
@@ -130,10 +131,10 @@ async def test_playback_acks_drive_playout() -> None:
 
 
 async def test_clear_is_sent_and_playout_cut() -> None:
-    runtime = FakeRuntime()
+    runtime = browser_host()
     async with serving(runtime) as client:
         ws, got, ready = await start_call(client)
-        transport = runtime.sessions[ready["session_id"]].transport
+        transport = runtime.by_id(ready["session_id"]).transport
         await ws.send_json({"type": "playback", "played_ms": 100})
         await ws.send_json({"type": "text", "text": "sync"})
         await read_until(ws, got, of_type("transcript"))
@@ -145,7 +146,7 @@ async def test_clear_is_sent_and_playout_cut() -> None:
 
 
 async def test_booking_and_bot_hangup_close_cleanly() -> None:
-    runtime = FakeRuntime()
+    runtime = browser_host()
     async with serving(runtime) as client:
         ws, got, _ready = await start_call(client)
         await ws.send_json({"type": "text", "text": "book"})
@@ -177,7 +178,7 @@ async def test_booking_and_bot_hangup_close_cleanly() -> None:
     ],
 )
 async def test_bad_json_messages_get_an_error_and_the_call_goes_on(payload: str, code: str) -> None:
-    runtime = FakeRuntime()
+    runtime = browser_host()
     async with serving(runtime) as client:
         ws, got, _ready = await start_call(client)
         await ws.send_str(payload)
@@ -193,12 +194,12 @@ async def test_bad_json_messages_get_an_error_and_the_call_goes_on(payload: str,
 
 
 async def test_odd_length_audio_is_refused() -> None:
-    runtime = FakeRuntime()
+    runtime = browser_host()
     async with serving(runtime) as client:
         ws, got, ready = await start_call(client)
         await ws.send_bytes(b"\x01\x02\x03")
         assert await read_until(ws, got, expect_error("bad_audio")) is not None
-        assert runtime.sessions[ready["session_id"]].audio == b""
+        assert runtime.by_id(ready["session_id"]).audio == b""
         await ws.close()
 
 
@@ -212,7 +213,7 @@ async def test_odd_length_audio_is_refused() -> None:
     ],
 )
 async def test_input_before_start_is_refused(before: bytes | str) -> None:
-    runtime = FakeRuntime()
+    runtime = browser_host()
     async with serving(runtime) as client:
         ws = await client.ws_connect("/ws")
         if isinstance(before, bytes):
@@ -222,7 +223,7 @@ async def test_input_before_start_is_refused(before: bytes | str) -> None:
         got = Received()
         error = await read_until(ws, got, of_type("error"))
         assert error is not None and error["code"] == "not_started"
-        assert runtime.sessions == {}
+        assert runtime.sessions == []
         # a proper start still works on the same connection
         await ws.send_json({"type": "start", "sample_rate": 16000})
         assert await read_until(ws, got, of_type("ready")) is not None
@@ -231,7 +232,7 @@ async def test_input_before_start_is_refused(before: bytes | str) -> None:
 
 @pytest.mark.parametrize("rate", [44100, 0, "16000", None, True, 16000.5])
 async def test_wrong_sample_rate(rate: object) -> None:
-    runtime = FakeRuntime()
+    runtime = browser_host()
     async with serving(runtime) as client:
         ws = await client.ws_connect("/ws")
         await ws.send_json({"type": "start", "sample_rate": rate})
@@ -239,7 +240,7 @@ async def test_wrong_sample_rate(rate: object) -> None:
         error = await read_until(ws, got, of_type("error"))
         assert error is not None and error["code"] == "unsupported_sample_rate"
         assert "8000" in error["message"]
-        assert runtime.sessions == {}
+        assert runtime.sessions == []
         await ws.send_json({"type": "start", "sample_rate": 48000, "language": "ru-RU"})
         ready = await read_until(ws, got, of_type("ready"))
         assert ready is not None and ready["capabilities"]["audio_out"]["sample_rate"] == 48000
@@ -249,10 +250,10 @@ async def test_wrong_sample_rate(rate: object) -> None:
 async def test_oversized_messages() -> None:
     cfg = Config()
     cfg.server.max_message_bytes = 4096
-    runtime = FakeRuntime(cfg=cfg)
+    runtime = browser_host(cfg)
     async with serving(runtime) as client:
         ws, got, ready = await start_call(client)
-        session = runtime.sessions[ready["session_id"]]
+        session = runtime.by_id(ready["session_id"])
         # over the limit: refused with an error, the call goes on
         await ws.send_bytes(b"\x00" * 4098)
         assert await read_until(ws, got, expect_error("message_too_large")) is not None
@@ -276,7 +277,7 @@ async def test_oversized_messages() -> None:
 
 
 async def test_too_many_errors_close_with_1008() -> None:
-    runtime = FakeRuntime()
+    runtime = browser_host()
     async with serving(runtime) as client:
         ws = await client.ws_connect("/ws")
         for _ in range(60):
@@ -290,7 +291,7 @@ async def test_too_many_errors_close_with_1008() -> None:
 async def test_session_limit_refuses_with_1013_and_spares_the_others() -> None:
     cfg = Config()
     cfg.server.max_sessions = 2
-    runtime = FakeRuntime(cfg=cfg)
+    runtime = browser_host(cfg)
     async with serving(runtime) as client:
         ws1, got1, _ = await start_call(client)
         ws2, got2, _ = await start_call(client)
@@ -321,10 +322,10 @@ async def test_session_limit_refuses_with_1013_and_spares_the_others() -> None:
 async def test_session_time_limit_closes_with_4001() -> None:
     cfg = Config()
     cfg.server.max_session_s = 0.5
-    runtime = FakeRuntime(cfg=cfg)
+    runtime = browser_host(cfg)
     async with serving(runtime) as client:
         ws, got, ready = await start_call(client)
-        session = runtime.sessions[ready["session_id"]]
+        session = runtime.by_id(ready["session_id"])
         error = await read_until(ws, got, expect_error("session_time_limit"))
         assert error is not None
         done = await read_until(ws, got, of_type("done"))
@@ -335,7 +336,7 @@ async def test_session_time_limit_closes_with_4001() -> None:
 
 
 async def test_a_crashing_session_closes_1011_without_details_and_others_survive() -> None:
-    runtime = FakeRuntime()
+    runtime = browser_host()
     async with serving(runtime) as client:
         good_ws, good, _ = await start_call(client)
         runtime.crash = True
@@ -355,51 +356,51 @@ async def test_a_crashing_session_closes_1011_without_details_and_others_survive
 
 
 async def test_page_leaving_ends_the_session() -> None:
-    runtime = FakeRuntime()
+    runtime = browser_host()
     async with serving(runtime) as client:
         ws, _got, ready = await start_call(client)
-        session = runtime.sessions[ready["session_id"]]
+        session = runtime.by_id(ready["session_id"])
         await ws.close()
         for _ in range(100):
-            if session.ended and "s1" not in runtime.sessions:
+            if session.ended and "s1" not in runtime.live:
                 break
             await asyncio.sleep(0.02)
         assert session.ended == "caller_hangup"
-        assert "s1" not in runtime.sessions  # runtime.forget was called
+        assert "s1" not in runtime.live  # the host's release_call was called
         health = await (await client.get("/healthz")).json()
         assert health["sessions"] == 0
 
 
 async def test_dtmf_and_language() -> None:
-    runtime = FakeRuntime()
+    runtime = browser_host()
     async with serving(runtime) as client:
         ws = await client.ws_connect("/ws")
         await ws.send_json({"type": "start", "sample_rate": 16000, "language": "en-US"})
         got = Received()
         ready = await read_until(ws, got, of_type("ready"))
         assert ready is not None
-        assert runtime.starts[0]["metadata"] == {"language": "en-US"}
+        assert runtime.opened[0]["metadata"] == {"language": "en-US"}
         await ws.send_json({"type": "dtmf", "digit": "5"})
         await ws.send_json({"type": "text", "text": "sync"})
         await read_until(ws, got, of_type("transcript"))
-        assert runtime.sessions[ready["session_id"]].dtmf == ["5"]
+        assert runtime.by_id(ready["session_id"]).dtmf == ["5"]
         await ws.close()
 
 
 @pytest.mark.parametrize("hooks", [True, False])
 async def test_emulator_utterances_in_start_only_with_emulator_hooks(hooks: bool) -> None:
-    runtime = FakeRuntime(emulator_hooks=hooks)
+    runtime = browser_host(emulator_hooks=hooks)
     script = ["Здравствуйте, хочу записаться на стрижку", "Завтра"]
     async with serving(runtime) as client:
         ws = await client.ws_connect("/ws")
         await ws.send_json({"type": "start", "sample_rate": 16000, "emulator_utterances": script})
         got = Received()
         assert await read_until(ws, got, of_type("ready")) is not None
-        md = dict(runtime.starts[0]["stt_metadata"])
+        md = dict(runtime.opened[0]["stt_metadata"])
         if hooks:
             assert json.loads(md["x-emulator-utterances-bin"]) == script
             # the script id is the call's own: two calls never share a position
-            assert md["x-emulator-script-id"] == f"browser-{runtime.starts[0]['session_id']}"
+            assert md["x-emulator-script-id"] == f"browser-{runtime.opened[0]['session_id']}"
         else:
             assert md == {}  # ignored like any unknown field: production never passes it on
         assert not got.of("error")
@@ -407,18 +408,18 @@ async def test_emulator_utterances_in_start_only_with_emulator_hooks(hooks: bool
 
 
 async def test_emulator_utterances_must_be_strings() -> None:
-    runtime = FakeRuntime()
+    runtime = browser_host()
     async with serving(runtime) as client:
         ws = await client.ws_connect("/ws")
         await ws.send_json({"type": "start", "sample_rate": 16000, "emulator_utterances": [1]})
         got = Received()
         assert await read_until(ws, got, expect_error("bad_message")) is not None
-        assert runtime.starts == []  # no call was started
+        assert runtime.opened == []  # no call was started
         await ws.close()
 
 
 async def test_page_and_assets_are_served() -> None:
-    runtime = FakeRuntime()
+    runtime = browser_host()
     async with serving(runtime) as client:
         page = await client.get("/")
         assert page.status == 200
@@ -448,7 +449,7 @@ async def test_no_secret_ever_reaches_the_browser(monkeypatch: pytest.MonkeyPatc
     cfg = load_config()
     cfg.emulator.api_key = secrets["emu"]
     assert cfg.yandex.api_key == secrets["api"]
-    runtime = FakeRuntime(cfg=cfg, offline=False)
+    runtime = browser_host(cfg, offline=False)
     seen: list[str] = []
     async with serving(runtime) as client:
         for path in ("/", "/api/info", "/healthz"):
@@ -510,11 +511,9 @@ async def serving_real(runtime: object, script: list[str] | None = None):
     if script is not None:
 
         def factory(transport, start):  # type: ignore[no-untyped-def]
-            md = (
-                ("x-emulator-utterances-bin", json.dumps(script, ensure_ascii=False)),
-                ("x-emulator-script-id", f"browser-{id(transport)}"),
+            return runtime.open_call(  # type: ignore[attr-defined]
+                transport, channel="browser", script=script, script_id=f"browser-{id(transport)}"
             )
-            return runtime.new_session(transport, channel="browser", stt_metadata=md)  # type: ignore[attr-defined]
 
     client = TestClient(TestServer(create_app(runtime, session_factory=factory)))  # type: ignore[arg-type]
     await client.start_server()
@@ -638,11 +637,11 @@ async def eventually(condition: Callable[[], bool], within: float = 5.0) -> None
 
 
 async def test_an_ack_rounded_to_whole_ms_counts_as_fully_played() -> None:
-    runtime = FakeRuntime()
+    runtime = browser_host()
     async with serving(runtime) as client:
         ws, _got, ready = await start_call(client)
-        playout = runtime.sessions[ready["session_id"]].transport.playout
-        await runtime.sessions[ready["session_id"]].transport.play(b"\x00\x00" * 3)
+        playout = runtime.by_id(ready["session_id"]).transport.playout
+        await runtime.by_id(ready["session_id"]).transport.play(b"\x00\x00" * 3)
         assert playout.queued_ms() == pytest.approx(300.1875)
         await ws.send_json({"type": "playback", "played_ms": 299})
         await eventually(lambda: playout.played_ms() == 299)
@@ -766,7 +765,7 @@ async def test_a_connection_that_never_starts_is_closed(monkeypatch: pytest.Monk
     from voicebot.transports import browser
 
     monkeypatch.setattr(browser, "START_TIMEOUT_S", 0.2)
-    async with serving(FakeRuntime()) as client:
+    async with serving(browser_host()) as client:
         ws = await client.ws_connect("/ws")
         got = Received()
         error = await read_until(ws, got, of_type("error"))

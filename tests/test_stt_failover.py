@@ -328,8 +328,8 @@ async def test_runtime_gives_each_call_its_own_failover_view() -> None:
 
         async def send_event(self, event: object) -> None: ...
 
-    one = runtime.new_session(T(), channel="test")  # type: ignore[arg-type]
-    two = runtime.new_session(T(), channel="test")  # type: ignore[arg-type]
+    one = runtime.open_call(T(), channel="test")  # type: ignore[arg-type]
+    two = runtime.open_call(T(), channel="test")  # type: ignore[arg-type]
     rec_one = one.recognition._recognizer
     rec_two = two.recognition._recognizer
     assert rec_one is not shared and rec_two is not shared and rec_one is not rec_two

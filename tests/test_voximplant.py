@@ -19,17 +19,13 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from tests.fake_voximplant import FakeRuntime, FakeVoximplant, ScriptedCaller, espeak_pcm, tone
+from tests.fake_host import FakeHost
+from tests.fake_voximplant import FakeVoximplant, ScriptedCaller, espeak_pcm, telephony_host, tone
 from voicebot.config import Config
+from voicebot.redact import mask_number
 from voicebot.transports import g711, voximplant
-from voicebot.transports.voximplant import (
-    ENCODINGS,
-    VoximplantCall,
-    add_routes,
-    make_handler,
-    mask_number,
-    reply_encoding,
-)
+from voicebot.transports.voximplant import VoximplantCall, make_handler
+from voicebot.transports.voximplant_wire import ENCODINGS, reply_encoding
 
 GOLDEN = Path(__file__).parent / "golden" / "telephony"
 SECRET = "s3cret-vox-Ω"  # non-ASCII on purpose: compared as bytes
@@ -46,7 +42,7 @@ def runs_to_pcm(runs: list[list[int]]) -> bytes:
 
 @dataclass
 class Env:
-    runtime: FakeRuntime
+    runtime: FakeHost
     calls: list[VoximplantCall]
     url: str
 
@@ -73,7 +69,7 @@ def make_cfg(**vox: Any) -> Config:
 @pytest.fixture
 async def env(request: pytest.FixtureRequest) -> AsyncIterator[Env]:
     params = getattr(request, "param", {})
-    runtime = FakeRuntime(
+    runtime = telephony_host(
         make_cfg(**params.get("vox", {})),
         greet_ms=params.get("greet_ms", 0),
         greet_pcm=params.get("greet_pcm", b""),
@@ -82,7 +78,13 @@ async def env(request: pytest.FixtureRequest) -> AsyncIterator[Env]:
         runtime.cfg.telephony.voximplant.secret = ""
     calls: list[VoximplantCall] = []
     app = web.Application()
-    app.router.add_get("/voximplant", make_handler(runtime, calls.append))
+    handler = make_handler(
+        runtime,
+        runtime.cfg.telephony.voximplant,
+        max_message_bytes=runtime.cfg.server.max_message_bytes,
+        on_call=calls.append,
+    )
+    app.router.add_get("/voximplant", handler)
     server = TestServer(app, host="127.0.0.1")
     await server.start_server()
     try:
@@ -382,11 +384,12 @@ async def test_no_secret_configured_refuses_everyone(env: Env) -> None:
     assert env.calls == []
 
 
-def test_add_routes_mounts_the_endpoint() -> None:
-    app = web.Application()
-    add_routes(app, FakeRuntime(make_cfg()))
+def test_server_mounts_the_telephony_endpoints() -> None:
+    from voicebot.server import create_app
+
+    app = create_app(telephony_host(make_cfg()))
     paths = {r.resource.canonical for r in app.router.routes() if r.resource is not None}
-    assert "/voximplant" in paths
+    assert {"/voximplant", "/audiosocket/register"} <= paths
 
 
 # --------------------------------------------------------------------------- isolation, cleanup
@@ -436,7 +439,7 @@ async def test_hangup_leaves_no_task_or_socket_behind(env: Env) -> None:
     assert not leftover, leftover
     for c in env.calls:
         assert c.ws.closed
-        assert c.transport is not None and c.transport._sender is None
+        assert c.transport is not None and not c.transport.pacer.running
     assert all(s.ended == "caller_hangup" for s in env.runtime.sessions)
 
 
@@ -477,7 +480,13 @@ async def e2e(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[E
     )
     calls: list[VoximplantCall] = []
     app = web.Application()
-    app.router.add_get("/voximplant", make_handler(runtime, calls.append))
+    handler = make_handler(
+        runtime,
+        runtime.cfg.telephony.voximplant,
+        max_message_bytes=runtime.cfg.server.max_message_bytes,
+        on_call=calls.append,
+    )
+    app.router.add_get("/voximplant", handler)
     server = TestServer(app, host="127.0.0.1")
     await server.start_server()
     try:
@@ -687,4 +696,4 @@ async def test_busy_server_refuses_before_upgrade(env: Env) -> None:
         assert exc.value.status == 503
     await env.finished()
     assert len(env.runtime.sessions) == 1
-    assert env.runtime.forgotten == env.runtime.sessions
+    assert env.runtime.released == env.runtime.sessions

@@ -54,7 +54,7 @@ def _wrap_create_app() -> None:
         if not any(
             getattr(r.resource, "canonical", None) == "/metrics" for r in app.router.routes()
         ):
-            add_metrics_route(app, runtime)
+            add_metrics_route(app, runtime.turn_metrics, runtime.live_calls)
 
         lag = LoopLag()
 

@@ -69,7 +69,7 @@ def _parser() -> argparse.ArgumentParser:
     a.add_argument("--host", default=None)
     a.add_argument("--config", default=None)
     a.add_argument("--store", default=None)
-    a.set_defaults(target="voicebot.transports.audiosocket:run_cli")
+    a.set_defaults(target="voicebot.server:run_audiosocket_cli")
 
     k = sub.add_parser("bookings", help="list or cancel bookings")
     ksub = k.add_subparsers(dest="bookings_command", required=True)

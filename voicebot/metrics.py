@@ -8,15 +8,20 @@ hold no caller data: stage timings in ms and the turn trigger only.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from aiohttp import web
 
 
-def add_metrics_route(app: web.Application, runtime: Any) -> None:
+def add_metrics_route(
+    app: web.Application,
+    turn_metrics: Iterable[dict[str, Any]],
+    live_calls: Callable[[], int],
+) -> None:
+    """Mount `GET /metrics`: `{"turns": [per-turn latency records], "sessions": N}`."""
+
     async def metrics(request: web.Request) -> web.Response:
-        return web.json_response(
-            {"turns": list(runtime.turn_metrics), "sessions": len(runtime.sessions)}
-        )
+        return web.json_response({"turns": list(turn_metrics), "sessions": live_calls()})
 
     app.router.add_get("/metrics", metrics)

@@ -12,13 +12,14 @@ import logging
 import secrets
 import uuid
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from voicebot.clock import Clock, RealClock
 from voicebot.config import Config
 from voicebot.dialogue import CallContext, DialogueProvider, load_provider
+from voicebot.emulator.scripts import script_metadata
 from voicebot.engine.metering import MeteredLanguageModel
 from voicebot.engine.session import CallSession
 from voicebot.providers.base import (
@@ -29,7 +30,9 @@ from voicebot.providers.base import (
     SynthesisOptions,
 )
 from voicebot.providers.yandex.auth import ApiKeyAuth, YandexAuth
+from voicebot.transports.audiosocket_register import CallRegistry
 from voicebot.transports.base import CallTransport
+from voicebot.transports.host import LiveCall
 
 if TYPE_CHECKING:
     from voicebot.emulator.main import Emulator
@@ -38,6 +41,9 @@ log = logging.getLogger(__name__)
 
 
 class Runtime:
+    """The process's call host (`transports.host.CallHost`): providers, dialogue
+    domain, live calls, the AudioSocket call registry and per-turn metrics."""
+
     def __init__(
         self,
         cfg: Config,
@@ -58,12 +64,14 @@ class Runtime:
         self.dialogues = dialogues
         self.clock = clock
         self.offline = offline
-        # Transports pass a caller's transcript script to the emulator only when this
-        # is on: offline, or a test/bench server with `emulator.client_scripts`.
+        # A caller's transcript script reaches the emulator only when this is on:
+        # offline, or a test/bench server with `emulator.client_scripts`.
         self.emulator_hooks = offline or cfg.emulator.client_scripts
         self.emulator = emulator
         self._closers = closers or []
         self.sessions: dict[str, CallSession] = {}
+        # Caller id / DID posted by the Asterisk dialplan, waiting for their call.
+        self.audiosocket_registry = CallRegistry()
         # Per-turn latency records of recent calls, for /metrics and `voicebot bench`.
         self.turn_metrics: deque[dict[str, Any]] = deque(maxlen=20_000)
 
@@ -144,7 +152,12 @@ class Runtime:
             closers=closers,
         )
 
-    def new_session(
+    def has_capacity(self, pending: int = 0) -> bool:
+        """`server.max_sessions` counts every live call of the process, whatever its
+        channel, plus `pending` connections that have not started their call yet."""
+        return len(self.sessions) + pending < self.cfg.server.max_sessions
+
+    def open_call(
         self,
         transport: CallTransport,
         *,
@@ -152,14 +165,17 @@ class Runtime:
         caller_id: str | None = None,
         called_id: str | None = None,
         metadata: Mapping[str, str] | None = None,
-        stt_metadata: tuple[tuple[str, str], ...] = (),
+        script: Sequence[str] | None = None,
+        script_id: str | None = None,
         session_id: str | None = None,
         clock: Clock | None = None,
     ) -> CallSession:
-        """A session for one call. `clock` overrides the runtime's (simulate's `now:`)."""
+        """A session for one call. `clock` overrides the runtime's (simulate's `now:`);
+        `script` reaches the emulator only with emulator hooks on."""
         clock = clock or self.clock
-        y = self.cfg.yandex
         session_id = session_id or uuid.uuid4().hex[:12]
+        stt_metadata = script_metadata(self.emulator_hooks, script, script_id or session_id)
+        y = self.cfg.yandex
         meter = MeteredLanguageModel(self.llm, clock) if self.llm is not None else None
         session = CallSession(
             transport=transport,
@@ -203,8 +219,13 @@ class Runtime:
         if event.get("type") == "turn":
             self.turn_metrics.append({"trigger": event.get("trigger"), **event["latency_ms"]})
 
-    def forget(self, session: CallSession) -> None:
-        self.sessions.pop(session.session_id, None)
+    def live_calls(self) -> int:
+        """Calls open right now, every channel."""
+        return len(self.sessions)
+
+    def release_call(self, call: LiveCall) -> None:
+        """Free the call's slot (idempotent)."""
+        self.sessions.pop(call.session_id, None)
 
     async def aclose(self) -> None:
         for obj in self._closers:

@@ -13,21 +13,24 @@ import argparse
 import asyncio
 import contextlib
 import gc
-import json
 import logging
 import signal
 import uuid
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from aiohttp import web
 
 from voicebot.config import Config, load_config
 from voicebot.metrics import add_metrics_route
-from voicebot.transports import audiosocket, voximplant
-from voicebot.transports.audiosocket import AudioSocketServer
-from voicebot.transports.base import at_capacity
+from voicebot.transports import voximplant
+from voicebot.transports.audiosocket import AudioSocketServer, start_audiosocket
+from voicebot.transports.audiosocket_register import (
+    REGISTER_ROUTE,
+    CallRegistry,
+    add_register_route,
+)
 from voicebot.transports.browser import (
     BrowserCall,
     BrowserLimits,
@@ -37,11 +40,27 @@ from voicebot.transports.browser import (
     StartRequest,
     refuse_busy,
 )
+from voicebot.transports.host import CallHost
 
 if TYPE_CHECKING:
-    from voicebot.runtime import Runtime
+    from collections import deque
 
 log = logging.getLogger(__name__)
+
+
+class ServedHost(CallHost, Protocol):
+    """What the web app needs of the process beyond opening calls (`Runtime`
+    implements it; so does the tests' fake host)."""
+
+    cfg: Config
+    offline: bool
+    audiosocket_registry: CallRegistry
+    turn_metrics: deque[dict[str, Any]]
+
+    def live_calls(self) -> int:
+        """Calls open right now, every channel."""
+        ...
+
 
 STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
 
@@ -57,22 +76,19 @@ CSP = (
 )
 
 
-def default_session_factory(runtime: Runtime) -> SessionFactory:
+def default_session_factory(host: CallHost) -> SessionFactory:
+    """Browser `start` -> a call on `host` (the language tag goes into the call's
+    metadata; an emulator script, if any, is the host's to use or ignore)."""
+
     def new_session(transport: BrowserTransport, start: StartRequest) -> BrowserSession:
         metadata = {"language": start.language} if start.language else None
         session_id = uuid.uuid4().hex[:12]
-        stt_metadata: tuple[tuple[str, str], ...] = ()
-        if start.emulator_utterances is not None:  # only parsed with emulator hooks on
-            script = json.dumps(list(start.emulator_utterances), ensure_ascii=False)
-            stt_metadata = (
-                ("x-emulator-utterances-bin", script),
-                ("x-emulator-script-id", f"browser-{session_id}"),
-            )
-        return runtime.new_session(
+        return host.open_call(
             transport,
             channel="browser",
             metadata=metadata,
-            stt_metadata=stt_metadata,
+            script=start.emulator_utterances,
+            script_id=f"browser-{session_id}",
             session_id=session_id,
         )
 
@@ -80,7 +96,7 @@ def default_session_factory(runtime: Runtime) -> SessionFactory:
 
 
 def create_app(
-    runtime: Runtime, *, session_factory: SessionFactory | None = None
+    runtime: ServedHost, *, session_factory: SessionFactory | None = None
 ) -> web.Application:
     """The web app around a ready runtime; `session_factory` lets tests script the STT."""
     app = web.Application(middlewares=[_security_headers])
@@ -93,7 +109,7 @@ def create_app(
     app.router.add_get("/api/info", _info)
     app.router.add_static("/static/", STATIC_DIR, append_version=False)
     app.on_shutdown.append(_end_calls)
-    add_metrics_route(app, runtime)
+    add_metrics_route(app, runtime.turn_metrics, runtime.live_calls)
     _mount_telephony(app, runtime)
     return app
 
@@ -110,16 +126,15 @@ async def _security_headers(request: web.Request, handler: Any) -> web.StreamRes
     return response
 
 
-def _mount_telephony(app: web.Application, runtime: Runtime) -> None:
-    """Voximplant and the AudioSocket register endpoint (one registry per runtime, shared
-    with the AudioSocket server so caller ids reach their calls)."""
-    voximplant.add_routes(app, runtime)
-    registry = getattr(runtime, "audiosocket_registry", None)
-    if registry is None:
-        registry = audiosocket.CallRegistry()
-        with contextlib.suppress(AttributeError):  # test doubles may refuse attributes
-            runtime.audiosocket_registry = registry
-    audiosocket.add_register_route(app, registry)
+def _mount_telephony(app: web.Application, host: ServedHost) -> None:
+    """`GET /voximplant` and `POST /audiosocket/register` (the host's one registry,
+    shared with the AudioSocket server so caller ids reach their calls)."""
+    cfg = host.cfg
+    handler = voximplant.make_handler(
+        host, cfg.telephony.voximplant, max_message_bytes=cfg.server.max_message_bytes
+    )
+    app.router.add_get(voximplant.ROUTE, handler)
+    add_register_route(app, host.audiosocket_registry)
 
 
 async def _index(request: web.Request) -> web.StreamResponse:
@@ -161,7 +176,7 @@ async def _healthz(request: web.Request) -> web.Response:
     )
 
 
-def _limits(runtime: Runtime) -> BrowserLimits:
+def _limits(runtime: ServedHost) -> BrowserLimits:
     cfg: Config = runtime.cfg
     return BrowserLimits(
         max_message_bytes=cfg.server.max_message_bytes,
@@ -169,7 +184,6 @@ def _limits(runtime: Runtime) -> BrowserLimits:
         allowed_sample_rates=tuple(cfg.server.allowed_sample_rates),
         barge_in=cfg.engine.barge_in,
         offline=bool(runtime.offline),
-        emulator_hooks=bool(getattr(runtime, "emulator_hooks", False)),
     )
 
 
@@ -187,7 +201,7 @@ async def _call_ws(request: web.Request) -> web.StreamResponse:
     # Calls of every channel count (browser, Voximplant, AudioSocket); so do browser
     # connections that have not sent `start` yet (they must within START_TIMEOUT_S).
     waiting = sum(1 for c in calls if c.session is None)
-    if at_capacity(runtime) or len(getattr(runtime, "sessions", ())) + waiting >= max_sessions:
+    if not runtime.has_capacity(pending=waiting):
         log.warning("refusing a browser call: %d sessions already", max_sessions)
         await refuse_busy(ws, max_sessions)
         return ws
@@ -197,9 +211,8 @@ async def _call_ws(request: web.Request) -> web.StreamResponse:
         await call.serve()
     finally:
         calls.discard(call)
-        forget = getattr(runtime, "forget", None)
-        if call.session is not None and forget is not None:
-            forget(call.session)
+        if call.session is not None:
+            runtime.release_call(call.session)
     return ws
 
 
@@ -244,11 +257,8 @@ async def serve(args: argparse.Namespace) -> int:
     app = create_app(runtime)
     runner = web.AppRunner(app, handle_signals=False, access_log=None)
     audiosocket_server: AudioSocketServer | None = None
-    stop = asyncio.Event()
+    stop = _stop_event()
     loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError, RuntimeError):
-            loop.add_signal_handler(sig, stop.set)
     try:
         await runner.setup()
         site = web.TCPSite(runner, cfg.server.host, cfg.server.port)
@@ -271,14 +281,65 @@ async def serve(args: argparse.Namespace) -> int:
     return 0
 
 
-async def _start_audiosocket(runtime: Runtime, cfg: Config) -> AudioSocketServer | None:
-    if not cfg.telephony.audiosocket.enabled:
+async def _start_audiosocket(
+    runtime: ServedHost, cfg: Config, *, force: bool = False
+) -> AudioSocketServer | None:
+    if not (cfg.telephony.audiosocket.enabled or force):
         return None
     host, port = cfg.telephony.audiosocket.host, cfg.telephony.audiosocket.port
-    server = await audiosocket.start_audiosocket(runtime, host, port)
+    server = await start_audiosocket(runtime, runtime.audiosocket_registry, host, port)
     for sock in server.sockets:
         log.info("AudioSocket listening on %s:%d", *sock.getsockname()[:2])
     return server
+
+
+async def serve_audiosocket(args: argparse.Namespace) -> int:
+    """`voicebot audiosocket`: only the AudioSocket server and its register endpoint.
+
+    `--host/--port` are the AudioSocket listener's (default
+    `telephony.audiosocket.*`); the register endpoint listens on `server.host:port`.
+    """
+    from voicebot.runtime import Runtime
+
+    cfg = load_config(getattr(args, "config", None))
+    acfg = cfg.telephony.audiosocket
+    acfg.host = getattr(args, "host", None) or acfg.host
+    if getattr(args, "port", None) is not None:
+        acfg.port = args.port
+    runtime = await Runtime.create(cfg, store=getattr(args, "store", None))
+    app = web.Application()
+    add_register_route(app, runtime.audiosocket_registry)
+    runner = web.AppRunner(app, handle_signals=False, access_log=None)
+    server: AudioSocketServer | None = None
+    stop = _stop_event()
+    try:
+        server = await _start_audiosocket(runtime, cfg, force=True)
+        await runner.setup()
+        site = web.TCPSite(runner, cfg.server.host, cfg.server.port)
+        await site.start()
+        log.info(
+            "register endpoint: http://%s:%d%s",
+            _url_host(cfg.server.host),
+            cfg.server.port,
+            REGISTER_ROUTE,
+        )
+        await stop.wait()
+    finally:
+        if server is not None:
+            await server.aclose()
+        await runner.cleanup()
+        await runtime.aclose()
+    return 0
+
+
+def _stop_event() -> asyncio.Event:
+    """Set on SIGINT/SIGTERM."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop.set)
+    return stop
 
 
 def _bound_sockets(site: web.TCPSite) -> list[Any]:
@@ -304,6 +365,14 @@ def loop_factory(setting: str) -> Callable[[], asyncio.AbstractEventLoop] | None
 
 
 def run_cli(args: argparse.Namespace) -> int:
+    """`voicebot serve`."""
     cfg = load_config(getattr(args, "config", None))
     with asyncio.Runner(loop_factory=loop_factory(cfg.server.uvloop)) as runner:
         return runner.run(serve(args))
+
+
+def run_audiosocket_cli(args: argparse.Namespace) -> int:
+    """`voicebot audiosocket --port P [--host H] [--config F] [--store URL]`."""
+    cfg = load_config(getattr(args, "config", None))
+    with asyncio.Runner(loop_factory=loop_factory(cfg.server.uvloop)) as runner:
+        return runner.run(serve_audiosocket(args))

@@ -111,8 +111,6 @@ def load_script(path: str | Path) -> DialogueScript:
 class SimulatorTransport:
     """An in-memory phone line: records what the bot plays, at the time it plays."""
 
-    kind = "simulator"
-
     def __init__(self, clock: Clock, sample_rate: int, record: bool = False) -> None:
         self.clock = clock
         self.sample_rate = sample_rate
@@ -399,15 +397,13 @@ async def run_simulation(
         utterances = list(script.utterances)
         if script.echo:
             utterances = [f"эхо {i}" for i in range(1, 50)] if not utterances else utterances
-        session = runtime.new_session(
+        session = runtime.open_call(
             transport,
             channel="simulator",
             session_id=session_id,
             clock=clock,
-            stt_metadata=(
-                ("x-emulator-utterances-bin", json.dumps(utterances, ensure_ascii=False)),
-                ("x-emulator-script-id", session_id),
-            ),
+            script=utterances,
+            script_id=session_id,
         )
         if on_session is not None:
             on_session(session)
@@ -425,7 +421,7 @@ async def run_simulation(
         summary = await call
         mic.cancel()
         await asyncio.gather(mic, talk, return_exceptions=True)
-        runtime.forget(session)
+        runtime.release_call(session)
         return SimulationResult(summary, session, transport, caller)
     finally:
         if own_runtime:

@@ -23,6 +23,28 @@ def load_script_file(path: str | Path) -> list[str]:
     return [line.strip() for line in text.splitlines() if line.strip()]
 
 
+MD_UTTERANCES = "x-emulator-utterances-bin"
+MD_SCRIPT_ID = "x-emulator-script-id"
+
+
+def script_metadata(
+    enabled: bool, script: Sequence[str] | None, script_id: str | None
+) -> tuple[tuple[str, str], ...]:
+    """The STT request metadata that hands a caller's transcript script to the emulator.
+
+    The one place the emulator hooks are checked: `enabled` is the host's
+    `emulator_hooks` (offline, or `emulator.client_scripts` for test/bench servers).
+    Off, or with no script, nothing is sent, so production never passes a caller's
+    script on. `script_id` keeps the script position across stream rotations.
+    """
+    if not enabled or script is None:
+        return ()
+    md = [(MD_UTTERANCES, json.dumps(list(script), ensure_ascii=False))]
+    if script_id:
+        md.append((MD_SCRIPT_ID, script_id))
+    return tuple(md)
+
+
 def parse_utterances_bin(value: bytes | str) -> list[str]:
     """Decode `x-emulator-utterances-bin` metadata: a UTF-8 JSON array of strings."""
     raw = value.decode("utf-8") if isinstance(value, bytes) else value

@@ -11,12 +11,12 @@ on the path resamples.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Mapping
 from typing import Any, Protocol
 
 from voicebot.clock import Clock
+from voicebot.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -105,7 +105,8 @@ class AckPlayout:
 
 
 class CallTransport(Protocol):
-    kind: str  # "browser" | "voximplant" | "audiosocket" | "simulator"
+    """One call's connection as the session sees it (see the module docstring)."""
+
     sample_rate: int
     playout: Playout
 
@@ -129,8 +130,12 @@ class CallTransport(Protocol):
 SESSION_END_TIMEOUT_S = 10.0
 
 
+class _Endable(Protocol):
+    def end(self, reason: str = "caller_hangup") -> None: ...
+
+
 async def end_session(
-    session: Any, run_task: asyncio.Task[Any] | None, reason: str, label: str
+    session: _Endable | None, run_task: asyncio.Task[Any] | None, reason: str, label: str
 ) -> None:
     """The far end is gone: end the session and wait (bounded) for its `run()` to wrap
     up — summary, stored call record, `done` — then cancel whatever is still running.
@@ -145,30 +150,6 @@ async def end_session(
         await asyncio.wait_for(asyncio.shield(run_task), SESSION_END_TIMEOUT_S)
     except TimeoutError:
         log.error("%s: session did not end in time; cancelling", label)
-        run_task.cancel()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await run_task
+        await cancel_and_wait(run_task)
     except Exception:  # the session's own failure was already logged by its owner
         pass
-
-
-async def finish_call(
-    runtime: Any,
-    session: Any,
-    run_task: asyncio.Task[Any] | None,
-    transport: Any,
-    label: str,
-) -> None:
-    """A telephony call's socket is gone: end its session, stop its output, forget it."""
-    await end_session(session, run_task, "caller_hangup", label)
-    if transport is not None:
-        await transport.aclose()
-    forget = getattr(runtime, "forget", None)
-    if session is not None and forget is not None:
-        forget(session)
-
-
-def at_capacity(runtime: Any) -> bool:
-    """`server.max_sessions` counts every live call of the process, whatever its channel."""
-    sessions = getattr(runtime, "sessions", None)
-    return sessions is not None and len(sessions) >= runtime.cfg.server.max_sessions

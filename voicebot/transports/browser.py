@@ -25,6 +25,7 @@ from typing import Any, Protocol
 from aiohttp import WSCloseCode, WSMsgType, web
 
 from voicebot.transports.base import AckPlayout, end_session
+from voicebot.transports.errors import ProtocolError
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +79,6 @@ class BrowserLimits:
     allowed_sample_rates: tuple[int, ...] = (8000, 16000, 48000)
     barge_in: bool = False
     offline: bool = False
-    emulator_hooks: bool = False  # accept `start.emulator_utterances` (tests, bench)
     extra_capabilities: Mapping[str, Any] = field(default_factory=dict)
 
     @property
@@ -87,19 +87,8 @@ class BrowserLimits:
         return max(4 * self.max_message_bytes, 1 << 20)
 
 
-class ProtocolError(Exception):
-    """A client mistake reported as an `error` event; the connection goes on."""
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-
-
 class BrowserTransport:
     """`CallTransport` over the page's WebSocket; playout comes from the page's acks."""
-
-    kind = "browser"
 
     def __init__(self, ws: web.WebSocketResponse, sample_rate: int) -> None:
         self.sample_rate = sample_rate
@@ -369,10 +358,10 @@ class BrowserCall:
         self._run_task.add_done_callback(lambda _t: self._interrupt.set())
 
     def _emulator_utterances(self, message: Mapping[str, Any]) -> tuple[str, ...] | None:
-        """The caller's transcript script for the emulator; ignored (like any unknown
-        field) unless the server runs with emulator hooks, so production never sees it."""
+        """The caller's transcript script for the emulator (tests, bench). The host
+        passes it on only with emulator hooks on, so production never uses it."""
         raw = message.get("emulator_utterances")
-        if raw is None or not self._limits.emulator_hooks:
+        if raw is None:
             return None
         if not isinstance(raw, list) or not all(isinstance(x, str) for x in raw):
             raise ProtocolError("bad_message", "emulator_utterances must be a list of strings.")
