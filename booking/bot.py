@@ -24,6 +24,7 @@ from booking.llm import LlmExtractor, llm_summary
 from booking.machine import BookingMachine
 from booking.models import Booking, CallRecord, NewBooking
 from booking.replies import Replies, load_templates
+from booking.settings import BookingSettings
 from booking.state import Slots
 from booking.store.base import BookingStore, open_store
 from booking.summary import template_summary, transcript_text
@@ -33,24 +34,26 @@ from voicebot.providers.base import ChatMessage
 
 log = logging.getLogger(__name__)
 
-DEFAULT_STORE = "sqlite:///data/voicebot.sqlite3"
-
 
 class BookingProvider:
-    def __init__(self, section: Mapping[str, Any], options: Mapping[str, Any]) -> None:
-        self.section = dict(section)
-        self.config_catalog = Catalog.from_config(section)
-        self.store_url = str(options.get("store") or section.get("store") or DEFAULT_STORE)
+    """The booking domain for the engine: catalog, store, backend, replies, webhook."""
+
+    def __init__(self, settings: BookingSettings) -> None:
+        self.settings = settings
+        self.section = dict(settings.section)
+        self.config_catalog = settings.catalog
+        self.store_url = settings.store
         # The store always keeps call records and the notification outbox; it also
         # keeps the bookings when `booking.backend` is `local`.
         self.store: BookingStore = open_store(self.store_url)
-        self.backend: BookingBackend = open_backend(section, self.config_catalog, self.store)
-        self.replies = Replies(load_templates(section.get("templates") or None))
-        self.use_llm = str(section.get("use_llm", "auto")).lower()
-        self.llm_timeout_s = float(section.get("llm_timeout_s", 1.5))
-        self.max_silence_prompts = int(section.get("max_silence_prompts", 3))
-        url = str(section.get("webhook_url") or "")
-        self.webhook = Webhook(url) if url else None
+        self.backend: BookingBackend = open_backend(
+            settings.section, self.config_catalog, self.store
+        )
+        self.replies = Replies(load_templates(settings.templates))
+        self.use_llm = settings.use_llm
+        self.llm_timeout_s = settings.llm_timeout_s
+        self.max_silence_prompts = settings.max_silence_prompts
+        self.webhook = Webhook(settings.webhook_url) if settings.webhook_url else None
 
     @property
     def catalog(self) -> Catalog:
@@ -266,8 +269,10 @@ def _only_new_slots(got: Extraction, slots: Slots) -> Extraction:
 
 
 def build_provider(domain: Mapping[str, Any], options: Mapping[str, Any]) -> BookingProvider:
-    """The engine's entry point (config `dialogue.factory`)."""
-    return BookingProvider(domain.get("booking") or {}, options)
+    """The engine's entry point (config `dialogue.factory`); `options["store"]` is the
+    command line's `--store`. Raises ValueError for a bad `booking:` section."""
+    settings = BookingSettings.parse(domain.get("booking"), store_override=options.get("store"))
+    return BookingProvider(settings)
 
 
 __all__ = ["BookingDialogue", "BookingProvider", "DialogueAction", "build_provider"]

@@ -7,19 +7,18 @@ import json
 import sys
 from datetime import date, datetime, time, timedelta
 
-from booking.catalog import Catalog
 from booking.extract.phone import format_phone
+from booking.settings import BookingSettings
 from booking.store.base import open_store
 from voicebot.config import load_config
 
-DEFAULT_STORE = "sqlite:///data/voicebot.sqlite3"
-
 
 async def run_cli(args: argparse.Namespace) -> int:
-    section = load_config(getattr(args, "config", None)).domain.get("booking") or {}
-    catalog = Catalog.from_config(section)
-    url = getattr(args, "store", None) or section.get("store") or DEFAULT_STORE
-    store = open_store(str(url))
+    """`voicebot bookings list|cancel`: straight on the configured (or `--store`) store."""
+    section = load_config(getattr(args, "config", None)).domain.get("booking")
+    settings = BookingSettings.parse(section, store_override=getattr(args, "store", None))
+    catalog = settings.catalog
+    store = open_store(settings.store)
     await store.open()
     try:
         if args.bookings_command == "cancel":

@@ -43,7 +43,7 @@ from voicebot.transports.audiosocket_wire import (
 )
 from voicebot.transports.base import AckPlayout
 from voicebot.transports.host import CallHost
-from voicebot.transports.pacing import PacedSender
+from voicebot.transports.pacing import PacedOutput, PacedSender
 from voicebot.transports.telephony import HANGUP_DRAIN_CAP_S, CallStats, TelephonyCall
 
 log = logging.getLogger(__name__)
@@ -72,7 +72,7 @@ async def read_message(reader: asyncio.StreamReader) -> AudioSocketMessage | Non
     return decode_message(kind, payload)
 
 
-class AudioSocketTransport:
+class AudioSocketTransport(PacedOutput):
     """CallTransport over one AudioSocket connection: we are the playout clock."""
 
     sample_rate = SAMPLE_RATE
@@ -93,21 +93,6 @@ class AudioSocketTransport:
             name="audiosocket-sender",
         )
         self.clears = 0
-
-    @property
-    def closed(self) -> bool:
-        """Output stopped (hung up, closed, or the write side failed)."""
-        return self.pacer.closed
-
-    @property
-    def frames_sent(self) -> int:
-        """Audio frames written (each 20 ms, the last of a reply padded)."""
-        return self.pacer.frames_sent
-
-    @property
-    def restarts(self) -> int:
-        """Times the schedule restarted after a stall longer than the catch-up."""
-        return self.pacer.restarts
 
     def start(self) -> None:
         """Start the paced sender."""
@@ -174,6 +159,7 @@ class AudioSocketCall(TelephonyCall):
     """One TCP connection from Asterisk."""
 
     channel = "audiosocket"
+    stats: AudioSocketStats
 
     def __init__(
         self,
@@ -182,8 +168,7 @@ class AudioSocketCall(TelephonyCall):
         host: CallHost,
         registry: CallRegistry,
     ) -> None:
-        self.stats: AudioSocketStats = AudioSocketStats()
-        super().__init__(host, self.stats)
+        super().__init__(host, AudioSocketStats())
         self.reader = reader
         self.writer = writer
         self.registry = registry

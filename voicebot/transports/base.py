@@ -13,10 +13,13 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Mapping
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from voicebot.clock import Clock
 from voicebot.tasks import cancel_and_wait
+
+if TYPE_CHECKING:
+    from aiohttp import WSMessage, web
 
 log = logging.getLogger(__name__)
 
@@ -153,3 +156,15 @@ async def end_session(
         await cancel_and_wait(run_task)
     except Exception:  # the session's own failure was already logged by its owner
         pass
+
+
+async def receive_before(ws: web.WebSocketResponse, deadline: float | None) -> WSMessage | None:
+    """The next WebSocket message; None when `deadline` (event-loop time, s) passes
+    first. `deadline` None waits as long as it takes (the call has started)."""
+    timeout = None
+    if deadline is not None:
+        timeout = max(0.01, deadline - asyncio.get_running_loop().time())
+    try:
+        return await ws.receive(timeout=timeout)
+    except TimeoutError:
+        return None

@@ -24,7 +24,7 @@ from typing import Any, Protocol
 
 from aiohttp import WSCloseCode, WSMsgType, web
 
-from voicebot.transports.base import AckPlayout, end_session
+from voicebot.transports.base import AckPlayout, end_session, receive_before
 from voicebot.transports.errors import ProtocolError
 
 log = logging.getLogger(__name__)
@@ -223,13 +223,10 @@ class BrowserCall:
             interrupt.cancel()
 
     async def _read_messages(self) -> str:
-        loop = asyncio.get_running_loop()
-        start_deadline = loop.time() + START_TIMEOUT_S
+        start_deadline = asyncio.get_running_loop().time() + START_TIMEOUT_S
         while not self.ws.closed:
-            timeout = None if self.session else max(0.01, start_deadline - loop.time())
-            try:
-                msg = await self.ws.receive(timeout=timeout)
-            except TimeoutError:
+            msg = await receive_before(self.ws, None if self.session else start_deadline)
+            if msg is None:
                 await self._send_error("no_start", "No `start` in time; closing.")
                 self._close_code, self._close_reason = CLOSE_POLICY, b"no start"
                 return "no_start"

@@ -169,3 +169,29 @@ class PacedSender:
                 if self._on_sent is not None:
                     self._on_sent(len(real))
                 self.max_lead_seen_ms = max(self.max_lead_seen_ms, self.lead_ms())
+
+
+class PacedOutput:
+    """Mixin for transports whose bot audio goes through `self.pacer`."""
+
+    pacer: PacedSender
+
+    @property
+    def closed(self) -> bool:
+        """Output stopped (hung up, closed, or the peer went away)."""
+        return self.pacer.closed
+
+    @property
+    def frames_sent(self) -> int:
+        """Audio frames written."""
+        return self.pacer.frames_sent
+
+    @property
+    def restarts(self) -> int:
+        """Times the schedule restarted after a stall longer than the catch-up."""
+        return self.pacer.restarts
+
+    @property
+    def max_lead_seen_ms(self) -> float:
+        """The largest lead over the far end's playout seen after a send (ms)."""
+        return self.pacer.max_lead_seen_ms

@@ -47,8 +47,9 @@ from aiohttp import WSCloseCode, WSMsgType, web
 from voicebot.clock import Clock, RealClock
 from voicebot.config import VoximplantSettings
 from voicebot.redact import mask_number
+from voicebot.transports.base import receive_before
 from voicebot.transports.host import CallHost
-from voicebot.transports.pacing import PacedSender
+from voicebot.transports.pacing import PacedOutput, PacedSender
 from voicebot.transports.telephony import HANGUP_DRAIN_CAP_S, CallStats, TelephonyCall
 from voicebot.transports.voximplant_wire import (
     ControlOut,
@@ -98,7 +99,7 @@ class VoxPlayout:
         return self.played_ms() < self.queued_ms()
 
 
-class VoximplantTransport:
+class VoximplantTransport(PacedOutput):
     """CallTransport over one Voximplant media WebSocket.
 
     Bot audio is cut into 20 ms frames and sent as soon as the lead over real time
@@ -133,16 +134,6 @@ class VoximplantTransport:
         self.playout = VoxPlayout(self.pacer)
         self.clears = 0
         self._last_send_at = float("-inf")
-
-    @property
-    def closed(self) -> bool:
-        """Output stopped (hung up, closed, or the peer went away)."""
-        return self.pacer.closed
-
-    @property
-    def max_lead_seen_ms(self) -> float:
-        """The largest lead over the far end's playout seen after a send (ms)."""
-        return self.pacer.max_lead_seen_ms
 
     async def open(self) -> None:
         """Send our stream's start, so the scenario's MEDIA_STARTED fires before audio."""
@@ -232,6 +223,7 @@ class VoximplantCall(TelephonyCall):
     """One WebSocket connection: parse, open the call on `start`, clean up."""
 
     channel = "voximplant"
+    stats: VoximplantStats
 
     def __init__(
         self,
@@ -240,8 +232,7 @@ class VoximplantCall(TelephonyCall):
         settings: VoximplantSettings,
         query: Mapping[str, str],
     ) -> None:
-        self.stats: VoximplantStats = VoximplantStats()
-        super().__init__(host, self.stats)
+        super().__init__(host, VoximplantStats())
         self.ws = ws
         self.settings = settings
         self.query = query
@@ -290,13 +281,10 @@ class VoximplantCall(TelephonyCall):
         return self.stats
 
     async def _read_loop(self) -> None:
-        loop = asyncio.get_running_loop()
-        start_deadline = loop.time() + START_TIMEOUT_S
+        start_deadline = asyncio.get_running_loop().time() + START_TIMEOUT_S
         while not self.ws.closed:
-            timeout = None if self.session else max(0.01, start_deadline - loop.time())
-            try:
-                msg = await self.ws.receive(timeout=timeout)
-            except TimeoutError:
+            msg = await receive_before(self.ws, None if self.session else start_deadline)
+            if msg is None:
                 await self._error(
                     ProtocolError("no_start", "no start in time", WSCloseCode.POLICY_VIOLATION)
                 )

@@ -113,17 +113,26 @@ def _int_field(obj: Mapping[str, Any], key: str) -> int | None:
     raise ProtocolError("bad_message", f"{key} must be an integer")
 
 
+def _json_object(text: str, code: str, what: str) -> dict[str, Any]:
+    """`text` parsed as one JSON object, or `ProtocolError(code)` naming `what`
+    (deep nesting counts as invalid: json raises RecursionError)."""
+    try:
+        obj = json.loads(text)
+    except (ValueError, RecursionError) as exc:
+        raise ProtocolError(code, f"{what} is not valid JSON") from exc
+    if not isinstance(obj, dict):
+        raise ProtocolError(code, f"{what} must be a JSON object")
+    return obj
+
+
 def parse_custom_parameters(raw: Any) -> dict[str, Any]:
     """`customParameters` arrives as an object or as a JSON string of one."""
     if raw is None or raw == "":
         return {}
     if isinstance(raw, str):
-        try:
-            raw = json.loads(raw)
-        except (ValueError, RecursionError) as exc:
-            raise ProtocolError("bad_message", "customParameters is not valid JSON") from exc
+        return _json_object(raw, "bad_message", "customParameters")
     if not isinstance(raw, dict):
-        raise ProtocolError("bad_message", "customParameters must be an object")
+        raise ProtocolError("bad_message", "customParameters must be a JSON object")
     return raw
 
 
@@ -138,12 +147,8 @@ class InboundDecoder:
         self._last_samples = 0
 
     def decode(self, text: str) -> InboundEvent:
-        try:
-            msg = json.loads(text)
-        except (ValueError, RecursionError) as exc:
-            raise ProtocolError("bad_json", "message is not valid JSON") from exc
-        if not isinstance(msg, dict):
-            raise ProtocolError("bad_json", "message must be a JSON object")
+        """One text frame -> its event; raises `ProtocolError` for what we refuse."""
+        msg = _json_object(text, "bad_json", "message")
         if "customEvent" in msg:
             if "event" in msg:
                 raise ProtocolError(
