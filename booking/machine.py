@@ -154,7 +154,7 @@ class BookingMachine(SlotFilling, Offers, CancelFlow):
         nxt = await self._advance(list_free="free_times" in ex.intents)
         if self.state.phase == Phase.CONFIRMING or not changed:
             return parts + nxt
-        return self._with_ack(before, [*parts, *nxt])
+        return [*parts, *self._with_ack(before, nxt)]
 
     def _known_phone(self) -> str | None:
         return self.state.slots.phone or self.caller_id

@@ -19,7 +19,9 @@ from booking.machine_base import MachineBase
 from booking.replies import WEEKDAYS_ACC, fmt_date, fmt_time, join_ru, service_acc
 from voicebot.dialogue import ReplyPart
 
-_DATE_WORDS = ("янв", "фев", "мар", "апр", "ма", "июн", "июл", "авг", "сен", "окт", "ноя", "дек")
+_DATE_STEMS = ("январ", "феврал", "март", "апрел", "мая", "май", "июн", "июл", "август", "сентябр")
+_DATE_STEMS += ("октябр", "ноябр", "декабр", "понедельн", "вторн", "сред", "четверг", "пятниц")
+_DATE_STEMS += ("суббот", "воскрес", "недел", "завтра", "сегодня", "числ")
 
 
 class SlotFilling(MachineBase):
@@ -46,7 +48,7 @@ class SlotFilling(MachineBase):
         if "masters" in ex.intents:
             day = ex.date or self.state.slots.date
             names = join_ru([m.name for m in self.catalog.masters]).replace(" или ", " и ")
-            label = fmt_date(day, self.today()).capitalize() if day else "Каждый день"
+            label = fmt_date(day, self.today()).capitalize() + "," if day else "Каждый день"
             out.append(self.r("masters_day", date=label, masters=names))
         return out
 
@@ -119,9 +121,9 @@ class SlotFilling(MachineBase):
                 s.master_request = None
         if ex.unplaced:
             # The coverage rule: no date or time from a fragment of what was said.
-            notes.append(self._unplaced_question(ex.unplaced))
-        else:
-            if ex.date:
+            notes.append(self._unplaced_question(ex))
+        if not ex.unplaced or ex.only_date_unsure:
+            if ex.date and not ex.unplaced:
                 if ex.date < self.today():
                     notes.append(self.r("past_date"))
                 else:
@@ -141,13 +143,16 @@ class SlotFilling(MachineBase):
         if before != after:
             s.master = None  # the free master is decided again
         if ex.unplaced:
-            self._missed("date" if s.date is None else "time")
+            self._missed("date" if ex.only_date_unsure or s.date is None else "time")
         return changed, notes
 
-    def _unplaced_question(self, words: tuple[str, ...]) -> str:
+    def _unplaced_question(self, ex: Extraction) -> str:
+        words = ex.unplaced
         said = " ".join(words)
         s = self.state.slots
-        datey = any(w.lower().startswith(_DATE_WORDS) for w in words) and s.date is None
+        datey = ex.only_date_unsure or (
+            s.date is None and any(stem in w.lower() for w in words for stem in _DATE_STEMS)
+        )
         if datey:
             return self.r("unclear_date", said=said)
         return self.r("unclear_time", said=said)

@@ -234,3 +234,43 @@ async def test_emulator_faults_fall_back(
     assert "не поняла" in run.bot_lines[1]
     assert run.summary["llm_failures"] == 1
     assert emulator.gpt.requests[0].outcome == fault
+
+
+UNPLACED_SPEC = {
+    "name": "llm_unplaced",
+    "now": "2026-11-23T10:00:00+03:00",
+    "caller": [
+        "Стрижку завтра, как с работы уйду, часов в 6-7",
+        "Анна, +7 916 123-45-67",
+        "Да",
+    ],
+}
+
+
+async def test_unplaced_words_go_to_the_model_and_through_the_validators(
+    tmp_path: Path,
+) -> None:
+    """The coverage rule with `use_llm: auto`: the parser leaves «45» unplaced, so the
+    turn goes to the model even though it understood the service and the day; the
+    model's time passes the same validator and fills the slot."""
+    llm = FakeLLM([json.dumps({"time": "18:30", "date": "2026-11-24"}), "summary"])
+    run = await run_dialogue(UNPLACED_SPEC, f"sqlite:///{tmp_path}/s.sqlite3", llm=llm)
+    (b,) = run.bookings
+    assert b["start"] == "2026-11-24T18:30:00+03:00"
+    assert "Не поняла время" not in run.bot_lines[1]
+
+
+async def test_unplaced_words_with_a_bad_model_answer_are_asked(tmp_path: Path) -> None:
+    llm = FakeLLM([json.dumps({"time": "29:99"}), "{}", "{}", "summary"])
+    run = await run_dialogue(UNPLACED_SPEC, f"sqlite:///{tmp_path}/s.sqlite3", llm=llm)
+    assert run.bookings == []
+    assert "Не поняла время" in run.bot_lines[1]
+
+
+async def test_unplaced_words_never_go_to_the_model_with_use_llm_never(tmp_path: Path) -> None:
+    llm = FakeLLM([json.dumps({"time": "18:30"})])
+    run = await run_dialogue(
+        UNPLACED_SPEC, f"sqlite:///{tmp_path}/s.sqlite3", llm=llm, use_llm="never"
+    )
+    assert llm.calls == [] and run.bookings == []
+    assert "Не поняла время: «7»" in run.bot_lines[1]

@@ -45,6 +45,7 @@ class Extraction:
     phone_part: str | None = None  # digits of a phone said in pieces («8 916»)
     phone_fix: tuple[str, str] | None = None  # «не 67, а 76»
     unplaced: tuple[str, ...] = ()  # numbers/days/months nothing could use
+    only_date_unsure: bool = False  # the unplaced words are all about the day
 
     @property
     def has_slots(self) -> bool:
@@ -174,6 +175,7 @@ def extract(
         phone_part=part,
         phone_fix=fix,
         unplaced=when.unplaced,
+        only_date_unsure=when.only_date_unsure,
     )
 
 

@@ -168,6 +168,13 @@ def _day_of_month(s: Scan, i: int, today: date) -> DateMention | None:
     return DateMention(d, i, last, s.negated(i))
 
 
+def _week_then_weekday(s: Scan, i: int) -> bool:
+    if lemma(s.norm(i + 1)) != "неделя":
+        return False
+    j = i + 2 + (s.norm(i + 2) in {"в", "во"})
+    return s.norm(j) in WEEKDAY_OF
+
+
 def find_dates(s: Scan, today: date) -> list[DateMention]:
     """Every date mention, claiming its tokens."""
     out: list[DateMention] = []
@@ -187,6 +194,8 @@ def find_dates(s: Scan, today: date) -> list[DateMention]:
             out.append(DateMention(today + timedelta(days=days), first, i, s.negated(first)))
         elif n in WEEKDAY_OF:
             out.append(_weekday(s, i, WEEKDAY_OF[n], today, week))
+        elif n == "через" and _week_then_weekday(s, i):
+            continue  # «через неделю в четверг»: the weekday takes the whole phrase
         elif n == "через" and (m := _after_n(s, i, today)) is not None:
             out.append(m)
         elif (m2 := _DOTTED.match(n)) is not None:
@@ -196,9 +205,8 @@ def find_dates(s: Scan, today: date) -> list[DateMention]:
                 out.append(DateMention(d, i, i, s.negated(i)))
         elif (m3 := _day_of_month(s, i, today)) is not None:
             out.append(m3)
-    if week is not None and not any(WEEKDAY_OF.get(s.norm(m.last)) is not None for m in out):
-        # «на следующей неделе» with no day: not a date yet (the dialogue asks which day).
-        pass
+    if week is not None and not any(s.norm(m.last) in WEEKDAY_OF for m in out):
+        s.unplaced.append("на следующей неделе" if week == "next" else "на этой неделе")
     out.sort(key=lambda m: m.first)
     return out
 

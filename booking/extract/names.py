@@ -85,16 +85,20 @@ _CALL_VERBS = {"зовут", "звать", "зови", "зовите"}
 
 
 def name_form(word: str) -> str | None:
-    """Nominative, capitalized, if pymorphy knows `word` as a first name."""
+    """Nominative, capitalized, if pymorphy knows `word` as a first name (any parse:
+    «Света» is mostly the genitive of «свет», but here it is said as a name)."""
     if fold(word) in _NOT_NAMES or len(word) < 2:
         return None
-    for p in morph().parse(word):
-        if "Name" in p.tag and p.score >= 0.05:
-            nom = p.normal_form
-            if "ё" in nom and "ё" not in word.lower() and fold(nom) == fold(word):
-                nom = nom.replace("ё", "е")
-            return nom.capitalize()
-    return None
+    parses = [p for p in morph().parse(word) if "Name" in p.tag]
+    if not parses:
+        return None
+    if any("nomn" in p.tag for p in parses):
+        # «Арина» is also a form of «Арин»: a nominative reading keeps the word as said.
+        return word[:1].upper() + word[1:].lower()
+    nom = parses[0].normal_form
+    if "ё" in nom and "ё" not in word.lower():
+        nom = nom.replace("ё", "е")  # said «Петра» → «Петр», as the caller spells it
+    return nom.capitalize()
 
 
 def _next_word(toks: list[Token], i: int, step: int) -> int | None:
@@ -112,6 +116,8 @@ def _as_name(tok: Token, *, strict: bool) -> str | None:
         return known
     if strict or fold(tok.text) in _NOT_NAMES or len(tok.text) < 2:
         return None
+    if morph().word_is_known(tok.norm):
+        return None  # «зовут стрижку»: a known common word is not a name
     return tok.text.capitalize()
 
 

@@ -25,6 +25,7 @@ class Scan:
     toks: list[Token] = field(default_factory=list)
     nums: dict[int, NumberItem] = field(default_factory=dict)
     used: set[int] = field(default_factory=set)
+    unplaced: list[str] = field(default_factory=list)  # phrases a grammar saw but could not use
 
     @classmethod
     def of(cls, text: str) -> Scan:

@@ -32,7 +32,7 @@ PART_WORDS = {
     "ночи": "night",
 }
 _HOUR_UNIT = {"час", "часа", "часов", "часик", "часика", "часиков"}
-_MINUTE_UNIT = {"минут", "минуты", "минута", "минуту", "минутки", "минуток"}
+_MINUTE_UNIT = {"минут", "минуты", "минута", "минуту", "минутки", "минуток", "минуте"}
 _HALF = {"половина", "половине", "половину", "половины", "пол"}
 _QUARTER = {"четверть"}
 _QUARTER_LESS = {"четверти"}
@@ -133,6 +133,15 @@ def _strong_at(s: Scan, i: int, now: datetime | None) -> ClockTime | None:
     if n == "через" and now is not None:
         return _relative(s, i, now)
     item = s.num(i)
+    if (
+        item is not None
+        and 1 <= item.value <= 59
+        and s.norm(item.last + 1) in _MINUTE_UNIT
+        and (h := _ordinal_hour(s, item.last + 2)) is not None
+        and s.nums[item.last + 2].ordinal
+    ):
+        # «двадцать пять минут шестого» = 17:25, «в 45 минут пятого» = 16:45
+        return _mk(s, (h - 1) or 12, item.value, i, s.nums[item.last + 2].last, False)
     if item is not None and not item.ordinal and s.norm(item.last + 1) in _HOUR_UNIT:
         # «17 часов 15 минут», «в три часа тридцать», «5 часов вечера»
         if s.norm(i - 1) == "через" or item.value > 23:

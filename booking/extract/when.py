@@ -48,6 +48,7 @@ class When:
     after: time | None = None  # «после шести»: a window start
     part_of_day: str | None = None
     unplaced: tuple[str, ...] = ()
+    only_date_unsure: bool = False  # every unplaced word is about the day, not the time
 
 
 def parse_when(
@@ -97,7 +98,7 @@ def parse_when(
         for c in kept_times:
             one, opts = resolve(c, *hours)
             cands += [one] if one else list(opts)
-        return When(d, None, tuple(dict.fromkeys(cands)), None, None, tuple(unsure))
+        return When(d, None, tuple(dict.fromkeys(cands)), None, None, tuple(unsure), bool(unsure))
     if kept_times:
         last = kept_times[-1]
         if last.relative is not None:
@@ -107,15 +108,15 @@ def parse_when(
             t, options = resolve(last, *hours)
             if last.after:
                 after, t, options = t or (options[-1] if options else None), None, ()
-    unplaced = [
+    numbers = [
         s.toks[item.first].text if item.first == item.last else s.text[item.start : item.end]
         for i, item in s.nums.items()
         if i not in s.used and s.toks[i].norm not in _NOT_SLOT_WORDS
     ]
-    unplaced += unplaced_date_words(s)
-    unplaced += unsure
+    day_words = [*unplaced_date_words(s), *s.unplaced, *unsure]
     part = None if (t or options) else parse_part_of_day(text)
-    return When(d, t, options, after, part, tuple(unplaced))
+    only_date = bool(day_words) and not numbers
+    return When(d, t, options, after, part, tuple(numbers + day_words), only_date)
 
 
 def parse_date(text: str, today: date) -> date | None:

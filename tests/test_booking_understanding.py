@@ -1,0 +1,211 @@
+"""Whole-utterance understanding (`booking.extract.extract`): names, masters, phones,
+yes/no and negation, the kinds of failure of issue #11, each in several phrasings."""
+
+from __future__ import annotations
+
+from datetime import date, datetime, time
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from booking.catalog import Catalog
+from booking.extract import extract
+from booking.extract.intents import find_answer, find_intents
+from booking.extract.phone import apply_fix, group_digits, join_fragments, phone_fragment
+
+CATALOG = Catalog.from_config(None)
+NOW = datetime(2026, 11, 23, 10, 0, tzinfo=ZoneInfo("Europe/Moscow"))
+TODAY = NOW.date()
+
+
+def ex(text: str, expecting: str | None = None, **kw: object):  # type: ignore[no-untyped-def]
+    return extract(text, CATALOG, TODAY, expecting, now=NOW, **kw)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("text", "expecting", "name"),
+    [
+        ("Здравствуйте, я, в общем, хочу подстричься завтра в 12", None, None),
+        ("Меня зовут, эээ, Алексей", None, "Алексей"),
+        ("меня, короче, Дима зовут", None, "Дима"),
+        ("Меня Света зовут, стрижку на завтра", None, "Света"),
+        ("меня Мариной зовут", None, "Марина"),
+        ("Света меня зовут", None, "Света"),
+        ("ну, это Олег", None, "Олег"),
+        ("Эээ", "name", None),
+        ("ну", "name", None),
+        ("В", "name", None),
+        ("в общем", "name", None),
+        ("короче", "name", None),
+        ("Эээ, Алексей", "name", "Алексей"),
+        ("Эмиль", "name", "Эмиль"),
+        ("наверное", "name", None),
+        ("я", "name", None),
+    ],
+)
+def test_names_never_fillers(text: str, expecting: str | None, name: str | None) -> None:
+    assert ex(text, expecting).name == name
+
+
+def test_the_name_keeps_the_other_slots() -> None:
+    got = ex("Меня Света зовут, стрижку на завтра в полпятого")
+    assert (got.name, got.service, got.date, got.time) == (
+        "Света",
+        "haircut",
+        date(2026, 11, 24),
+        time(16, 30),
+    )
+
+
+@pytest.mark.parametrize(
+    ("text", "expecting", "name", "master"),
+    [
+        ("Здравствуйте, меня Пётр зовут, хочу постричься завтра в 14:00", None, "Пётр", None),
+        ("Меня зовут Иван, хочу к Петру", None, "Иван", "Петр"),
+        ("Сергей", "name", "Сергей", None),
+        ("я Сергей, запишите к мастеру Ивану", None, "Сергей", "Иван"),
+        ("мастер Пётр свободен?", None, None, "Петр"),
+        ("к Петру", None, None, "Петр"),
+        ("у Петра", None, None, "Петр"),
+    ],
+)
+def test_a_callers_name_equal_to_a_masters_is_the_callers(
+    text: str, expecting: str | None, name: str | None, master: str | None
+) -> None:
+    got = ex(text, expecting)
+    assert (got.name, got.master) == (name, master)
+
+
+@pytest.mark.parametrize(
+    ("text", "master"),
+    [
+        ("Можно к Серёже на стрижку?", "Сергей"),
+        ("запишите к Серёже", "Сергей"),
+        ("к Сереге", "Сергей"),
+        ("к Ване", "Иван"),
+        ("у Пети есть время?", "Петр"),
+        ("к Петеньке", None),  # not a known form: not guessed
+    ],
+)
+def test_diminutives_find_the_master(text: str, master: str | None) -> None:
+    assert ex(text).master == master
+
+
+def test_per_master_aliases_from_config() -> None:
+    cat = Catalog.from_config(
+        {"masters": [{"name": "Сергей", "aliases": ["Серый"]}, {"name": "Иван"}]}
+    )
+    assert extract("к Серому на завтра", cat, TODAY).master == "Сергей"
+    with pytest.raises(ValueError, match="unknown key"):
+        Catalog.from_config({"masters": [{"name": "Иван", "alias": ["Ваня"]}]})
+    with pytest.raises(ValueError, match="aliases"):
+        Catalog.from_config({"masters": [{"name": "Иван", "aliases": "Ваня"}]})
+
+
+@pytest.mark.parametrize(
+    ("pieces", "want"),
+    [
+        (["8 916", "123-45-67"], "+79161234567"),
+        (["8 916", "123", "45 67"], "+79161234567"),
+        (["+7 916", "210 33 44"], "+79162103344"),
+        (["916", "1234567"], "+79161234567"),
+        (["восемь"], None),
+    ],
+)
+def test_phone_pieces_join(pieces: list[str], want: str | None) -> None:
+    buf, got = "", None
+    for p in pieces:
+        part = phone_fragment(p)
+        if part is None:
+            break
+        got = join_fragments(buf, part)
+        buf = buf + part.lstrip("+") if buf else part
+    assert got == want
+
+
+def test_a_phone_piece_is_taken_only_while_collecting_the_phone() -> None:
+    assert ex("8 916", "phone").phone_part == "8916"
+    assert ex("8 916", "time").phone_part is None
+    assert ex("8 916 и ещё стрижка", "phone").phone_part is None
+
+
+@pytest.mark.parametrize(
+    ("text", "want"),
+    [
+        ("8 916 123-45-67, ой, не 67, а 76", "+79161234576"),
+        ("+7 916 123 45 67, нет, не 45, а 54", "+79161235467"),
+    ],
+)
+def test_phone_self_correction_replaces_the_right_part(text: str, want: str) -> None:
+    assert ex(text, "phone").phone == want
+
+
+def test_phone_fix_later_and_readback_groups() -> None:
+    got = ex("нет, не 67, а 76", "confirm")
+    assert got.phone_fix == ("67", "76") and got.time is None and got.unplaced == ()
+    assert apply_fix("+79161234567", "67", "76") == "+79161234576"
+    assert apply_fix("+79161234567", "99", "76") is None
+    assert ex("нет, не в 4, а в 5", "confirm").phone_fix is None
+    assert group_digits("8916210") == "8 916 210"
+    assert group_digits("+7916") == "+7 916"
+
+
+@pytest.mark.parametrize(
+    ("text", "want"),
+    [
+        ("да", "yes"),
+        ("Да-да", "yes"),
+        ("да-да, всё так", "yes"),
+        ("ага", "yes"),
+        ("угу", "yes"),
+        ("конечно", "yes"),
+        ("всё верно", "yes"),
+        ("записывайте", "yes"),
+        ("можно", "yes"),
+        ("нет", "no"),
+        ("А можно узнать, сколько это будет стоить?", None),
+        ("а можно к другому мастеру?", None),
+        ("Можно вопрос?", None),
+        ("скажите адрес", None),
+        ("да, а сколько стоит?", "yes"),
+    ],
+)
+def test_only_a_real_yes_confirms(text: str, want: str | None) -> None:
+    assert find_answer(text) == want
+
+
+@pytest.mark.parametrize(
+    ("text", "current", "service"),
+    [
+        ("Нет, только стрижку, без бороды", "haircut_beard", "haircut"),
+        ("без бороды", "haircut_beard", "haircut"),
+        ("давайте без бороды", "haircut_beard", "haircut"),
+        ("стрижку, но без укладки", None, "haircut"),
+        ("только стрижку", "haircut_beard", "haircut"),
+        ("без бороды", "haircut", None),
+    ],
+)
+def test_negation_changes_the_order(text: str, current: str | None, service: str | None) -> None:
+    assert ex(text, current_service=current).service == service
+
+
+@pytest.mark.parametrize(
+    ("text", "intent"),
+    [
+        ("А во сколько вы закрываетесь?", "hours"),
+        ("до скольки вы работаете?", "hours"),
+        ("когда вы открываетесь", "hours"),
+        ("какой у вас адрес?", "address"),
+        ("сколько стоит стрижка", "price"),
+        ("а кто из мастеров работает завтра?", "masters"),
+        ("какие мастера есть", "masters"),
+        ("какое время свободно?", "free_times"),
+    ],
+)
+def test_mid_flow_questions(text: str, intent: str) -> None:
+    assert intent in find_intents(text)
+
+
+def test_a_date_number_never_fills_the_time() -> None:
+    got = ex("Запишите меня на укладку на 3-е декабря")
+    assert (got.date, got.time) == (date(2026, 12, 3), None)
