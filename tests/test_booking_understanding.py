@@ -32,6 +32,8 @@ def ex(text: str, expecting: str | None = None, **kw: object):  # type: ignore[n
         ("меня Мариной зовут", None, "Марина"),
         ("Света меня зовут", None, "Света"),
         ("ну, это Олег", None, "Олег"),
+        ("Имя Ольга", None, "Ольга"),
+        ("меня зовут Арина", None, "Арина"),
         ("Эээ", "name", None),
         ("ну", "name", None),
         ("В", "name", None),
@@ -168,6 +170,10 @@ def test_phone_fix_later_and_readback_groups() -> None:
         ("Можно вопрос?", None),
         ("скажите адрес", None),
         ("да, а сколько стоит?", "yes"),
+        ("Да нет, не так", "no"),
+        ("ну да", "yes"),
+        ("так точно", "yes"),
+        ("договорились", "yes"),
     ],
 )
 def test_only_a_real_yes_confirms(text: str, want: str | None) -> None:
@@ -183,6 +189,8 @@ def test_only_a_real_yes_confirms(text: str, want: str | None) -> None:
         ("стрижку, но без укладки", None, "haircut"),
         ("только стрижку", "haircut_beard", "haircut"),
         ("без бороды", "haircut", None),
+        ("Бороду не надо, только стрижку", "haircut_beard", "haircut"),
+        ("бороду не надо", "haircut_beard", "haircut"),
     ],
 )
 def test_negation_changes_the_order(text: str, current: str | None, service: str | None) -> None:
@@ -200,6 +208,9 @@ def test_negation_changes_the_order(text: str, current: str | None, service: str
         ("а кто из мастеров работает завтра?", "masters"),
         ("какие мастера есть", "masters"),
         ("какое время свободно?", "free_times"),
+        ("Какие окна есть на завтра?", "free_times"),
+        ("Вы завтра работаете?", "hours"),
+        ("До которого часа работаете?", "hours"),
     ],
 )
 def test_mid_flow_questions(text: str, intent: str) -> None:

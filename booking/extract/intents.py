@@ -33,6 +33,10 @@ YES = {
     "именно",
     "пишите",
     "ладно",
+    "идеально",
+    "супер",
+    "договорились",
+    "нормально",
 }
 # Words that confirm only when they are the whole answer («Можно?» is a question).
 _YES_ALONE = {"можно", "можно да"}
@@ -162,6 +166,8 @@ def find_answer(text: str) -> Literal["yes", "no"] | None:
     if asks and not (words and words[0] in {"да", "нет", "ага", "угу"}):
         return None
     toks = [_W(w) for w in words]
+    if len(words) >= 2 and words[0] == "да" and words[1] in NO:
+        return "no"  # «да нет, не так»
     for i, t in enumerate(toks[:4]):
         if t.norm in NO:
             return "no"
@@ -200,10 +206,20 @@ def find_intents(text: str) -> frozenset[str]:
         "до",
     }:
         found.add("hours")
+    if "?" in text and "работать" in lems and "вы" in norms and "кто" not in norms:
+        found.add("hours")  # «Вы завтра работаете?»
     if (lems & {"мастер"} and norms & {"какие", "какой", "кто", "каких"}) or (
         "кто" in norms and lems & {"работать", "быть"}
     ):
         found.add("masters")
+    if lems & {"окно", "свободный", "свободно"} and norms & {
+        "какие",
+        "какое",
+        "когда",
+        "что",
+        "есть",
+    }:
+        found.add("free_times")
     if toks and toks[-1].norm == "пока":  # «ну всё, пока», but not «пока не знаю»
         found.add("goodbye")
     return frozenset(found)

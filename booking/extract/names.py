@@ -126,7 +126,7 @@ def find_name(text: str, *, expecting: bool = False) -> tuple[str, tuple[int, in
     toks = tokenize(text)
     for i, t in enumerate(toks):
         n = t.norm
-        if n in _CALL_VERBS or (n == "имя" and i and toks[i - 1].norm in {"мое", "моё"}):
+        if n in _CALL_VERBS or n == "имя":
             j = _next_word(toks, i + 1, 1)
             if j is not None and (got := _as_name(toks[j], strict=False)) is not None:
                 if n != "имя" or name_form(toks[j].text):

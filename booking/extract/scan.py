@@ -13,7 +13,19 @@ from booking.extract.numbers import NumberItem, number_items
 from booking.extract.text import Token, lemma, tokenize
 
 # Words after which a number is a clock time («в 5», «к десяти», «около шести»).
-TIME_PREPS = {"в", "во", "к", "ко", "на", "около", "примерно", "часиков", "где-то", "часам"}
+TIME_PREPS = {
+    "в",
+    "во",
+    "к",
+    "ко",
+    "на",
+    "около",
+    "примерно",
+    "часиков",
+    "где-то",
+    "часам",
+    "районе",
+}
 NEGATORS = {"не"}
 
 

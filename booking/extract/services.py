@@ -76,9 +76,14 @@ def find_service(text: str, catalog: Catalog) -> str | None:
     return best[2] if best else None
 
 
+_NOT_WANTED = {"надо", "нужно", "нужна", "нужен", "буду", "хочу", "будем", "требуется"}
+
+
 def _without(toks: list[Token], i: int) -> bool:
-    """«без бороды»: the word is excluded, not asked for."""
-    return i > 0 and toks[i - 1].norm == "без"
+    """«без бороды», «бороду не надо»: the word is excluded, not asked for."""
+    if i > 0 and toks[i - 1].norm == "без":
+        return True
+    return i + 2 < len(toks) and toks[i + 1].norm == "не" and toks[i + 2].norm in _NOT_WANTED
 
 
 def find_unoffered(text: str) -> str | None:
@@ -149,7 +154,7 @@ def find_service_without(text: str, catalog: Catalog, current: str | None) -> st
     if current is None:
         return None
     toks = tokenize(text)
-    denied = {lemma(toks[i + 1].norm) for i, t in enumerate(toks[:-1]) if t.norm == "без"}
+    denied = {lemma(t.norm) for i, t in enumerate(toks) if _without(toks, i)}
     if not denied:
         return None
     cur = {lemma(t.norm) for t in tokenize(catalog.service(current).name) if t.norm not in _STOP}

@@ -208,6 +208,8 @@ def _weak_at(s: Scan, i: int, bare_ok: bool) -> ClockTime | None:
         minute, last = mi.value, mi.last
         if s.norm(mi.first) == "ноль" and (unit := s.num(mi.first + 1)) is not None:
             minute, last = unit.value, unit.last
+    if minute == 0 and s.norm(last + 1) == "с" and s.norm(last + 2) in {"половиной", "половинкой"}:
+        minute, last = 30, last + 2  # «в пять с половиной»
     ct = _mk(s, item.value, minute, i, last, item.value >= 13 or item.value == 0)
     if after:
         return ClockTime(ct.hour, ct.minute, ct.explicit, ct.first, ct.last, ct.negated, None, True)
