@@ -1,7 +1,7 @@
 """The booking bot as the engine's dialogue: `dialogue.factory: booking.bot:build_provider`.
 
-`BookingProvider` owns the process-wide pieces (catalog, store, templates, webhook);
-`BookingDialogue` is one call: it runs the deterministic extractor (and YandexGPT only
+`BookingProvider` owns the process-wide pieces (catalog, backend, store, templates,
+the notification outbox's sender); `BookingDialogue` is one call: it runs the deterministic extractor (and YandexGPT only
 when that did not understand the turn), feeds the state machine, and stores the call
 record at the end.
 """
@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import replace
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from booking.backends import BookingBackend
@@ -23,12 +24,17 @@ from booking.extract.phone import normalize_phone
 from booking.llm import LlmExtractor, llm_summary
 from booking.machine import BookingMachine
 from booking.models import Booking, CallRecord, NewBooking
+from booking.notify.factory import build_sender
+from booking.notify.message import Kind, Notification
+from booking.notify.notifier import Notifier
+from booking.notify.sender import OutboxSender
+from booking.notify.settings import NotifySettings
 from booking.replies import Replies, load_templates
 from booking.settings import BookingSettings
 from booking.state import Slots
 from booking.store.base import BookingStore, open_store
 from booking.summary import template_summary, transcript_text
-from booking.webhook import Webhook
+from voicebot.clock import Clock
 from voicebot.dialogue import CallContext, Dialogue, DialogueAction, ReplyPart, TranscriptLine
 from voicebot.providers.base import ChatMessage
 
@@ -36,9 +42,21 @@ log = logging.getLogger(__name__)
 
 
 class BookingProvider:
-    """The booking domain for the engine: catalog, store, backend, replies, webhook."""
+    """The booking domain for the engine: catalog, store, backend, replies, notifications.
 
-    def __init__(self, settings: BookingSettings) -> None:
+    `notify`: the raw `notify:` section; `clock`: the engine's clock (a simulation's
+    "now" reaches an in-process YCLIENTS emulator through it); `run_sender`: deliver
+    the outbox from this process (default) or leave it to `voicebot notifications send`.
+    """
+
+    def __init__(
+        self,
+        settings: BookingSettings,
+        *,
+        notify: Mapping[str, Any] | None = None,
+        clock: Clock | None = None,
+        run_sender: bool = True,
+    ) -> None:
         self.settings = settings
         self.section = dict(settings.section)
         self.config_catalog = settings.catalog
@@ -47,13 +65,21 @@ class BookingProvider:
         # keeps the bookings when `booking.backend` is `local`.
         self.store: BookingStore = open_store(self.store_url)
         self.backend: BookingBackend = open_backend(
-            settings.section, self.config_catalog, self.store
+            settings.section, self.config_catalog, self.store, clock=clock
         )
         self.replies = Replies(load_templates(settings.templates))
         self.use_llm = settings.use_llm
         self.llm_timeout_s = settings.llm_timeout_s
         self.max_silence_prompts = settings.max_silence_prompts
-        self.webhook = Webhook(settings.webhook_url) if settings.webhook_url else None
+        self.notify_settings = NotifySettings.from_config(
+            notify, os.environ, legacy_webhook_url=settings.webhook_url
+        )
+        crm_sms = int(getattr(getattr(self.backend, "settings", None), "notify_by_sms", 0) or 0)
+        self.notifier = Notifier(
+            self.notify_settings, lambda: self.catalog, crm_sends_sms=crm_sms > 0
+        )
+        self.sender: OutboxSender | None = None
+        self.run_sender = run_sender
 
     @property
     def catalog(self) -> Catalog:
@@ -63,7 +89,31 @@ class BookingProvider:
     async def start(self) -> None:
         await self.store.open()
         await self.backend.open()
+        if self.notify_settings.any_active and self.run_sender:
+            self.sender = build_sender(self.notify_settings, self.store.outbox, self.notifier)
+            self.sender.start()
         self._warm_up()
+
+    def notify(self, kind: Kind, booking: Booking | NewBooking) -> list[Notification]:
+        """Outbox rows for an event (the machine's `Notify`); wakes the sender."""
+        rows = self.notifier.rows(kind, booking)
+        if rows and self.sender is not None:
+            self.sender.kick()
+        return rows
+
+    async def handoff(self, call_id: str, reason: str, slots: Mapping[str, Any]) -> None:
+        """Tell the salon a call was handed to a person (outbox, own transaction)."""
+        phone = slots.get("phone")
+        rows = self.notifier.handoff_rows(call_id, reason, slots, str(phone) if phone else None)
+        if not rows:
+            return
+        try:
+            await self.store.outbox.enqueue(rows, None, datetime.now(UTC))
+        except Exception:
+            log.exception("could not enqueue the handoff notice for %s", call_id)
+            return
+        if self.sender is not None:
+            self.sender.kick()
 
     def _warm_up(self) -> None:
         """Load the morphology dictionaries and phone metadata now, not on the first
@@ -98,8 +148,9 @@ class BookingProvider:
             )
 
     async def aclose(self) -> None:
-        if self.webhook is not None:
-            await self.webhook.drain()
+        if self.sender is not None:
+            await self.sender.drain()
+            await self.sender.stop()
         await self.backend.close()
         await self.store.close()
 
@@ -121,7 +172,7 @@ class BookingDialogue:
             call_id=ctx.session_id,
             caller_id=ctx.caller_id,
             max_silence_prompts=provider.max_silence_prompts,
-            on_booked=self._on_booked,
+            notify=provider.notify,
         )
         self.turn_log: list[dict[str, Any]] = []
         self._history: list[ChatMessage] = []
@@ -170,16 +221,15 @@ class BookingDialogue:
         self._history.append(ChatMessage("user", text))
         return ex
 
-    def _on_booked(self, booking: Booking) -> None:
-        if self.p.webhook is not None:
-            payload = booking.to_json(self.p.catalog.service(booking.service).name)
-            payload["call_id"] = self.ctx.session_id
-            self.p.webhook.post(payload)
-
     async def _emit(self, parts: Sequence[ReplyPart]) -> AsyncIterator[ReplyPart]:
         said = " ".join(p for p in parts if isinstance(p, str))
         if said:
             self._history.append(ChatMessage("assistant", said))
+        for part in parts:
+            if isinstance(part, DialogueAction) and part.kind == "transfer":
+                data = dict(part.data or {})
+                reason = str(data.pop("reason", "transfer"))
+                await self.p.handoff(self.ctx.session_id, reason, data)
         for part in parts:
             yield part
 
@@ -272,7 +322,12 @@ def build_provider(domain: Mapping[str, Any], options: Mapping[str, Any]) -> Boo
     """The engine's entry point (config `dialogue.factory`); `options["store"]` is the
     command line's `--store`. Raises ValueError for a bad `booking:` section."""
     settings = BookingSettings.parse(domain.get("booking"), store_override=options.get("store"))
-    return BookingProvider(settings)
+    return BookingProvider(
+        settings,
+        notify=domain.get("notify"),
+        clock=options.get("clock"),
+        run_sender=bool(options.get("run_sender", True)),
+    )
 
 
 __all__ = ["BookingDialogue", "BookingProvider", "DialogueAction", "build_provider"]

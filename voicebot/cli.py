@@ -84,6 +84,33 @@ def _parser() -> argparse.ArgumentParser:
     kc.add_argument("--config", default=None)
     k.set_defaults(target="booking.cli:run_cli")
 
+    y = sub.add_parser(
+        "yclients-emulator", help="run the local YCLIENTS/Altegio API emulator (a test double)"
+    )
+    y.add_argument("--host", default="127.0.0.1")
+    y.add_argument("--port", type=int, default=8095)
+    y.add_argument("--config", default=None, help="seed services/masters from this config")
+    y.add_argument("--company-id", type=int, default=4242)
+    y.add_argument("--timezone", default=None, help="company zone (default: booking.salon)")
+    y.add_argument("--partner-token", default=None, help="default: a random one, printed")
+    y.add_argument("--user-token", default=None, help="default: a random one, printed")
+    y.add_argument("--now", default=None, help="ISO datetime the emulator's clock starts at")
+    y.set_defaults(target="booking.yclients.emulator:run_cli")
+
+    n = sub.add_parser("notifications", help="the notification outbox: list, or run the sender")
+    nsub = n.add_subparsers(dest="notifications_command", required=True)
+    nl = nsub.add_parser("list", help="what was sent, what waits, what failed")
+    nl.add_argument("--json", action="store_true")
+    nl.add_argument("--status", default=None, choices=["pending", "sent", "failed", "skipped"])
+    nl.add_argument("--limit", type=int, default=200)
+    nl.add_argument("--store", default=None)
+    nl.add_argument("--config", default=None)
+    ns = nsub.add_parser("send", help="run the outbox sender alone (a worker process)")
+    ns.add_argument("--until-empty", action="store_true", help="exit when nothing is due")
+    ns.add_argument("--store", default=None)
+    ns.add_argument("--config", default=None)
+    n.set_defaults(target="booking.notify.cli:run_cli")
+
     d = sub.add_parser("diagram", help="print the dialogue state machine as Mermaid")
     d.set_defaults(target="booking.cli:run_diagram")
     return p

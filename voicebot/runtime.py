@@ -136,7 +136,7 @@ class Runtime:
         if not offline:
             llm = YandexGPT(llm_url, auth, folder_id=y.folder_id, settings=y.gpt)
             closers.insert(0, llm)
-        options = {"store": store, **(dialogue_options or {})}
+        options = {"store": store, "clock": clock, **(dialogue_options or {})}
         dialogues = load_provider(cfg.dialogue.factory, cfg.domain, options)
         await dialogues.start()
         closers.insert(0, dialogues)

@@ -9,12 +9,13 @@ from booking.backends.base import BookingBackend
 from booking.backends.local import LocalBackend
 from booking.catalog import Catalog
 from booking.store.base import BookingStore
+from voicebot.clock import Clock
 
 BACKENDS = ("local", "yclients")
 
 
 def open_backend(
-    section: Mapping[str, Any], catalog: Catalog, store: BookingStore
+    section: Mapping[str, Any], catalog: Catalog, store: BookingStore, *, clock: Clock | None = None
 ) -> BookingBackend:
     """The backend for a `booking:` config section (not yet opened: call `open()`).
 
@@ -26,5 +27,5 @@ def open_backend(
     if kind == "yclients":
         from booking.yclients.backend import YclientsBackend
 
-        return YclientsBackend.from_config(section, catalog, store)
+        return YclientsBackend.from_config(section, catalog, store, clock=clock)
     raise ValueError(f"config: booking.backend must be one of {', '.join(BACKENDS)}, not {kind!r}")

@@ -15,11 +15,11 @@ from typing import TYPE_CHECKING, Any, Literal
 if TYPE_CHECKING:
     from booking.models import Booking, NewBooking
 
-Kind = Literal["booked", "cancelled", "handoff"]
+Kind = Literal["booked", "cancelled", "handoff", "alert"]
 Channel = Literal["telegram", "sms", "email", "webhook"]
 Status = Literal["pending", "sent", "failed", "skipped"]
 
-KINDS: tuple[Kind, ...] = ("booked", "cancelled", "handoff")
+KINDS: tuple[Kind, ...] = ("booked", "cancelled", "handoff", "alert")
 CHANNELS: tuple[Channel, ...] = ("telegram", "sms", "email", "webhook")
 
 
@@ -82,10 +82,12 @@ class OutboxRow:
 
 @dataclass(frozen=True, slots=True)
 class OutboxStats:
-    """Queue depth and failures (for metrics, #17): counts by status, and the age in
-    seconds of the oldest row still pending (0.0 when none)."""
+    """Queue depth and failures (for metrics, #17): counts by status, how many pending
+    rows are due now and not leased (`due`), and the age in seconds of the oldest row
+    still pending (0.0 when none)."""
 
     pending: int = 0
+    due: int = 0
     sent: int = 0
     failed: int = 0
     skipped: int = 0

@@ -171,11 +171,18 @@ class PgOutbox:
             row = await cur.fetchone()
             oldest = row[0] if row else None
             cur = await conn.execute(
+                "SELECT COUNT(*) FROM outbox WHERE status = 'pending' AND next_attempt_at <= %s"
+                " AND (lease_until IS NULL OR lease_until <= %s)",
+                (now, now),
+            )
+            due_row = await cur.fetchone()
+            cur = await conn.execute(
                 "SELECT channel, COUNT(*) FROM outbox WHERE status = 'failed' GROUP BY channel"
             )
             failed = {r[0]: r[1] for r in await cur.fetchall()}
         return OutboxStats(
             pending=counts.get("pending", 0),
+            due=due_row[0] if due_row else 0,
             sent=counts.get("sent", 0),
             failed=counts.get("failed", 0),
             skipped=counts.get("skipped", 0),

@@ -215,6 +215,11 @@ class SqliteOutbox:
             oldest = c.execute(
                 "SELECT MIN(created_ms) FROM outbox WHERE status = 'pending'"
             ).fetchone()[0]
+            due = c.execute(
+                "SELECT COUNT(*) FROM outbox WHERE status = 'pending' AND next_attempt_ms <= ?"
+                " AND (lease_until_ms IS NULL OR lease_until_ms <= ?)",
+                (_ms(now), _ms(now)),
+            ).fetchone()[0]
             failed = dict(
                 c.execute(
                     "SELECT channel, COUNT(*) FROM outbox WHERE status = 'failed' GROUP BY channel"
@@ -222,6 +227,7 @@ class SqliteOutbox:
             )
             return OutboxStats(
                 pending=counts.get("pending", 0),
+                due=due,
                 sent=counts.get("sent", 0),
                 failed=counts.get("failed", 0),
                 skipped=counts.get("skipped", 0),
