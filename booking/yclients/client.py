@@ -26,11 +26,14 @@ log = logging.getLogger(__name__)
 
 
 class RateLimiter:
-    """At most `rate` requests in any rolling second (YCLIENTS: 5/s per IP)."""
+    """At most `rate` requests in any rolling window of 1 s plus a margin (YCLIENTS:
+    5/s per IP). The margin absorbs network jitter: requests sent exactly 1 s apart
+    may arrive closer together and be counted in one server-side second."""
 
-    def __init__(self, clock: Clock, rate: float = 5.0) -> None:
+    def __init__(self, clock: Clock, rate: float = 5.0, margin_s: float = 0.1) -> None:
         self.clock = clock
         self.rate = max(1, int(rate))
+        self.window_s = 1.0 + margin_s
         self._sent: collections.deque[float] = collections.deque()
         self._lock = asyncio.Lock()
 
@@ -39,12 +42,12 @@ class RateLimiter:
         async with self._lock:
             while True:
                 now = self.clock.monotonic()
-                while self._sent and now - self._sent[0] >= 1.0:
+                while self._sent and now - self._sent[0] >= self.window_s:
                     self._sent.popleft()
                 if len(self._sent) < self.rate:
                     self._sent.append(now)
                     return
-                await self.clock.sleep(1.0 - (now - self._sent[0]))
+                await self.clock.sleep(self.window_s - (now - self._sent[0]))
 
 
 class YclientsClient:

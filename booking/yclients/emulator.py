@@ -204,11 +204,16 @@ class YclientsEmulator:
             if part in request.path:
                 del self._failures[i]
                 return self._error(status, message, code)
-        request["json"] = body
         try:
             return await handler(request)
         except BookingRefused as e:
             return self._error(e.status, e.message, e.code)
+
+    @staticmethod
+    async def _body(request: web.Request) -> dict[str, Any]:
+        # Parsed (and validated) once by the middleware; aiohttp caches the bytes.
+        body = await request.json() if request.body_exists else None
+        return dict(body) if isinstance(body, dict) else {}
 
     @staticmethod
     def _ok(data: Any, meta: Any = None, status: int = 200) -> web.Response:
@@ -289,12 +294,12 @@ class YclientsEmulator:
         return self._ok(self.company.free_times(staff_id, day, self._ids(request)))
 
     async def _book_check(self, request: web.Request) -> web.Response:
-        body = request["json"] or {}
+        body = await self._body(request)
         self.company.check(list(body.get("appointments") or ()))
         return web.Response(status=201)
 
     async def _book_record(self, request: web.Request) -> web.StreamResponse:
-        data = self.company.book(dict(request["json"] or {}))
+        data = self.company.book(await self._body(request))
         if self.drop_record_responses > 0:
             self.drop_record_responses -= 1
             # Committed, but the answer is lost on the way (a timeout or reset).
