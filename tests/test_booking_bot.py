@@ -220,3 +220,15 @@ def test_unknown_booking_backend_is_a_config_error(tmp_path: Path) -> None:
     section = dict(cfg.domain["booking"], backend="calendar")
     with pytest.raises(ValueError, match=r"booking\.backend"):
         build_provider({"booking": section}, {"store": f"sqlite:///{tmp_path}/s.sqlite3"})
+
+
+def test_unknown_yclients_and_notify_keys_are_config_errors(tmp_path: Path) -> None:
+    cfg = load_config(env={})
+    store = {"store": f"sqlite:///{tmp_path}/s.sqlite3"}
+    bad = dict(cfg.domain["booking"], yclients={"company": 1})
+    with pytest.raises(ValueError, match=r"booking\.yclients\.company"):
+        build_provider({"booking": bad}, store)
+    with pytest.raises(ValueError, match=r"notify\.telegram\.url"):
+        build_provider({**cfg.domain, "notify": {"telegram": {"url": "x"}}}, store)
+    with pytest.raises(ValueError, match=r"notify\.sms\.enabled"):
+        build_provider({**cfg.domain, "notify": {"sms": {"enabled": True}}}, store)

@@ -186,6 +186,14 @@ class Config:
                     if booking.get(k)
                 },
             }
+        notify = d["domain"].get("notify")
+        if isinstance(notify, dict) and isinstance(notify.get("webhook"), dict):
+            hook = notify["webhook"]
+            if hook.get("url"):
+                d["domain"]["notify"] = {
+                    **notify,
+                    "webhook": {**hook, "url": redact_url(str(hook["url"]))},
+                }
         return d
 
 

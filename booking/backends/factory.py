@@ -22,6 +22,10 @@ def open_backend(
     Raises ValueError for an unknown `booking.backend` value.
     """
     kind = str(section.get("backend") or "local")
+    if section.get("yclients") is not None:
+        from booking.yclients.settings import YclientsSettings
+
+        YclientsSettings.from_config(section["yclients"], {})  # unknown keys: start-up error
     if kind == "local":
         return LocalBackend(catalog, store)
     if kind == "yclients":
