@@ -47,8 +47,11 @@ async def run_dialogue(
     use_llm: str = "auto",
     caller_id: str | None = None,
     booking_overrides: Mapping[str, Any] | None = None,
+    notify: Mapping[str, Any] | None = None,
 ) -> DialogueRun:
     domain = load_config().domain
+    if notify is not None:
+        domain = {**domain, "notify": notify}
     section = {**domain.get("booking", {}), "use_llm": use_llm, **(booking_overrides or {})}
     domain = {**domain, "booking": section}
     provider = build_provider(domain, {"store": store_url})

@@ -63,17 +63,22 @@ def _row(r: Sequence[Any]) -> OutboxRow:
 
 
 async def insert_rows(
-    conn: psycopg.AsyncConnection, rows: Sequence[Notification], booking_id: str | None
+    conn: psycopg.AsyncConnection,
+    rows: Sequence[Notification],
+    booking_id: str | None,
+    now: datetime | None = None,
 ) -> int:
-    """INSERT inside the caller's transaction; an existing key is skipped."""
+    """INSERT inside the caller's transaction (stamped `now`, default the database's
+    clock); an existing key is skipped."""
     n = 0
     for note in rows:
         data = dict(note.data)
         if booking_id is not None:
             data.setdefault("id", booking_id)
         cur = await conn.execute(
-            "INSERT INTO outbox (key, kind, channel, recipient, data, booking_id)"
-            " VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (key) DO NOTHING",
+            "INSERT INTO outbox (key, kind, channel, recipient, data, booking_id,"
+            " next_attempt_at, created_at) VALUES (%s, %s, %s, %s, %s, %s,"
+            " COALESCE(%s, now()), COALESCE(%s, now())) ON CONFLICT (key) DO NOTHING",
             (
                 row_key(note, booking_id),
                 note.kind,
@@ -81,6 +86,8 @@ async def insert_rows(
                 note.recipient,
                 json.dumps(data, ensure_ascii=False, default=str),
                 booking_id,
+                now,
+                now,
             ),
         )
         n += cur.rowcount
@@ -102,7 +109,7 @@ class PgOutbox:
     ) -> int:
         """Insert rows in their own transaction (YCLIENTS: after the API confirmed)."""
         async with self._pool.connection() as conn, conn.transaction():
-            return await insert_rows(conn, rows, booking_id)
+            return await insert_rows(conn, rows, booking_id, now)
 
     async def claim(
         self, owner: str, *, now: datetime, lease_s: float, limit: int = 10
