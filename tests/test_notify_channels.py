@@ -259,3 +259,30 @@ async def test_webhook_carries_an_idempotency_key(store: BookingStore) -> None:
 def test_phone_mask_for_the_salon_chat() -> None:
     assert mask_readable("+79161234567") == "+7 916 ***-**-67"
     assert "1234" not in mask_readable("+4915112345678")
+
+
+async def test_notifications_list_cli(
+    store: BookingStore, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import argparse
+    import json
+
+    from booking.notify.cli import run_cli
+
+    clock = VirtualClock(datetime.now(UTC))
+    await enqueue(store, clock, "sms", recipient="+79161234567")
+    ns = argparse.Namespace(
+        notifications_command="list",
+        json=True,
+        status=None,
+        limit=10,
+        store=f"sqlite:///{tmp_path}/n.sqlite3",
+        config=None,
+    )
+    assert await run_cli(ns) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [(r["kind"], r["channel"], r["status"]) for r in rows] == [("booked", "sms", "pending")]
+    assert rows[0]["recipient"] == "+*********67"  # masked
+    ns.json = False
+    assert await run_cli(ns) == 0
+    assert "booked" in capsys.readouterr().out
