@@ -97,9 +97,14 @@ class BookingProvider:
     def notify(self, kind: Kind, booking: Booking | NewBooking) -> list[Notification]:
         """Outbox rows for an event (the machine's `Notify`); wakes the sender."""
         rows = self.notifier.rows(kind, booking)
-        if rows and self.sender is not None:
-            self.sender.kick()
+        if rows:
+            self.kick_sender()
         return rows
+
+    def kick_sender(self) -> None:
+        """Rows were (or are about to be) committed: deliver now, not at the next poll."""
+        if self.sender is not None:
+            self.sender.kick()
 
     async def handoff(self, call_id: str, reason: str, slots: Mapping[str, Any]) -> None:
         """Tell the salon a call was handed to a person (outbox, own transaction)."""
@@ -173,6 +178,7 @@ class BookingDialogue:
             caller_id=ctx.caller_id,
             max_silence_prompts=provider.max_silence_prompts,
             notify=provider.notify,
+            on_booked=lambda _booking: provider.kick_sender(),
         )
         self.turn_log: list[dict[str, Any]] = []
         self._history: list[ChatMessage] = []

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from datetime import datetime, timedelta
+from pathlib import Path
 
 import httpx
 import pytest
@@ -315,3 +316,45 @@ async def test_rate_limiter_spaces_requests_on_the_injected_clock() -> None:
     for i in range(5, 12):
         assert stamps[i] - stamps[i - 5] >= 1.0  # never 6 in one second
     assert stamps[5] < 1.5 and stamps[10] < 2.5  # and not slower than needed
+
+
+async def test_catalog_refresh_picks_up_new_prices(
+    backend: YclientsBackend, emulator: YclientsEmulator
+) -> None:
+    assert backend.catalog.service("haircut").price == 1500
+    emulator.company.services[0].price_min = 1800
+    await backend.reload_catalog()
+    assert backend.catalog.service("haircut").price == 1800
+
+
+async def test_sms_code_demanded_at_booking_time_hands_off_without_a_record(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from booking.textsim import DIALOGUES_DIR, load_dialogue, run_dialogue
+
+    emu = await start_emulator(config_catalog(), rate_limit=FAST)
+    emu.company.sms_confirm = True  # switched on after the bot started: 432 at book_record
+    monkeypatch.setenv("YCLIENTS_PARTNER_TOKEN", emu.partner_token)
+    monkeypatch.setenv("YCLIENTS_USER_TOKEN", emu.user_token)
+    try:
+        run = await run_dialogue(
+            load_dialogue(DIALOGUES_DIR / "01_all_slots_at_once.yaml"),
+            f"sqlite:///{tmp_path}/c.sqlite3",
+            booking_overrides={
+                "backend": "yclients",
+                "yclients": {"base_url": emu.url, "company_id": emu.company_id, "rate_per_s": FAST},
+            },
+        )
+    finally:
+        await emu.stop()
+    assert run.summary["outcome"] == "transfer"
+    assert emu.company.records == [] and len(emu.book_record_calls()) == 1
+    assert not any("вы записаны" in line for line in run.bot_lines)
+
+
+def test_altegio_flavor_headers() -> None:
+    h = wire.headers("altegio", "p", "u")
+    assert h["Accept"] == "application/vnd.api.v2+json"
+    assert h["Authorization"] == "Bearer p, User u"
+    s = YclientsSettings.from_config({"flavor": "altegio", "company_id": 7}, {})
+    assert s.url == "https://api.alteg.io/api/v1"

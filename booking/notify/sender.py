@@ -36,7 +36,7 @@ DOWN_RETRY_S = 600.0
 
 @dataclass(slots=True)
 class SenderStats:
-    """This process's counters (since start) plus the queue as the database sees it."""
+    """Counters of this process (since start) plus the queue as the database sees it."""
 
     sent: int = 0
     retried: int = 0
