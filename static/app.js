@@ -24,6 +24,9 @@ const els = {
   salonName: $("#salon-name"),
   salonAddress: $("#salon-address"),
   hint: $("#mic-hint"),
+  mode: $("#mode"),
+  modeControl: $("#mode-control"),
+  offlineLlm: $("#offline-llm"),
 };
 
 const ERROR_TEXTS = {
@@ -381,7 +384,11 @@ function ensureCall() {
   const ws = new WebSocket(`${proto}//${location.host}/ws`);
   ws.binaryType = "arraybuffer";
   state.ws = ws;
-  ws.onopen = () => ws.send(JSON.stringify({ type: "start", sample_rate: CALL_RATE, language: "ru-RU" }));
+  ws.onopen = () => {
+    const start = { type: "start", sample_rate: CALL_RATE, language: "ru-RU" };
+    if (els.mode.value) start.mode = els.mode.value;
+    ws.send(JSON.stringify(start));
+  };
   ws.onmessage = (e) => {
     if (ws !== state.ws) return;
     if (typeof e.data === "string") {
@@ -600,7 +607,9 @@ async function loadInfo(delay = 1000) {
     }
     if (info.salon && info.salon.address) els.salonAddress.textContent = info.salon.address;
     els.banner.hidden = !info.offline;
+    els.offlineLlm.hidden = !(info.offline && info.llm === "emulator");
     document.body.dataset.offline = String(Boolean(info.offline));
+    showModes(info.modes || [], info.default_mode);
     if (document.body.dataset.connection === "down" && !state.wantCall) document.body.dataset.connection = "idle";
     clearError();
     els.mic.disabled = !micAvailable();
@@ -619,6 +628,23 @@ async function loadInfo(delay = 1000) {
     setTimeout(() => loadInfo(Math.min(delay * 2, 15000)), delay);
   }
 }
+
+// The dialogues the server offers (`/api/info` modes); a change ends the current call,
+// and the next one starts in the chosen mode.
+const MODE_LABELS = { booking: "Запись в салон", chat: "Разговор (YandexGPT)", echo: "Эхо" };
+
+function showModes(modes, current) {
+  els.modeControl.hidden = modes.length < 2;
+  if (els.mode.options.length) return;
+  for (const m of modes) els.mode.add(new Option(MODE_LABELS[m] || m, m));
+  if (current) els.mode.value = current;
+  document.body.dataset.mode = els.mode.value;
+}
+
+els.mode.addEventListener("change", () => {
+  document.body.dataset.mode = els.mode.value;
+  if (state.ws && state.ws.readyState <= WebSocket.OPEN) hangUp();
+});
 
 window.addEventListener("beforeunload", () => {
   state.wantCall = false;

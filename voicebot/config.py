@@ -110,6 +110,9 @@ class EngineSettings:
     replay_buffer_s: float = 20.0
     silence_keepalive_ms: int = 3000
     silence_timeout_s: float = 8.0
+    speculation: bool = True  # prepare a deterministic reply from a stable partial
+    speculation_stable_ms: int = 250  # how long a partial must not change first
+    continuation_wait_ms: int = 1500  # wait this long for the rest of an unfinished phrase
 
 
 @dataclass
@@ -146,7 +149,10 @@ class TelephonySettings:
 
 @dataclass
 class DialogueSettings:
-    factory: str = "booking.bot:build_provider"
+    factory: str = (
+        "booking.bot:build_provider"  # short name (booking, chat, echo) or module:builder
+    )
+    modes: list[str] = field(default_factory=list)  # more dialogues a browser caller may pick
 
 
 @dataclass
@@ -222,6 +228,12 @@ def _build(cls: type, data: Any, where: str) -> Any:
         target = _dataclass_in(hint)
         kwargs[key] = _build(target, value, f"{where}.{key}" if where else key) if target else value
     return cls(**kwargs)
+
+
+def build_section(cls: type, data: Any, where: str) -> Any:
+    """A typed settings dataclass from one untyped config section (domain sections such
+    as `chat:` parse themselves with it). Raises ValueError on an unknown key."""
+    return _build(cls, data, where)
 
 
 def _dataclass_in(hint: Any) -> type | None:

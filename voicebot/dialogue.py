@@ -69,6 +69,18 @@ class Dialogue(Protocol):
         ...
 
 
+class HearsPlayback(Protocol):
+    """Optional Dialogue hook: the engine reports the bot text the caller really heard.
+
+    Called once per reply with the text that was played (today: the whole reply once its
+    audio has been sent; a turn-taking engine that cuts replies at the played position
+    passes the part that was heard). A reply never reported was not heard: an LLM
+    history or a read-back must not count on it.
+    """
+
+    def on_played(self, text: str) -> None: ...
+
+
 class DialogueProvider(Protocol):
     """Process-wide owner of a dialogue domain: opens its stores once, makes one
     `Dialogue` per call. Built from config by `load_provider`."""
@@ -128,14 +140,39 @@ def build_echo(domain: Mapping[str, Any], options: Mapping[str, Any]) -> Dialogu
     return EchoProvider()
 
 
+# `dialogue.factory` short names, next to the full "module:builder" form.
+SHORT_NAMES: Mapping[str, str] = {
+    "booking": "booking.bot:build_provider",
+    "chat": "voicebot.chat:build_provider",
+    "echo": "voicebot.dialogue:build_echo",
+}
+
+
+def factory_path(name: str) -> str:
+    """ "module:builder" for a short name (booking, chat, echo) or a full path."""
+    return SHORT_NAMES.get(name.strip(), name.strip())
+
+
+def mode_name(factory: str) -> str:
+    """The short name of a factory when it has one (the browser's mode label)."""
+    path = factory_path(factory)
+    for short, full in SHORT_NAMES.items():
+        if full == path:
+            return short
+    return path
+
+
 def load_provider(
     path: str, domain: Mapping[str, Any], options: Mapping[str, Any] | None = None
 ) -> DialogueProvider:
-    """Resolve "package.module:builder" and call `builder(domain, options)`.
+    """Resolve a short name or "package.module:builder" and call `builder(domain, options)`.
 
     `domain` is the untyped config (e.g. the `booking:` section lives at
-    domain["booking"]); `options` carries command-line overrides such as {"store": url}.
+    domain["booking"]); `options` carries command-line overrides such as {"store": url}
+    and the typed `yandex.gpt` settings as {"gpt": GptSettings}. Raises ValueError for
+    a path without ":" and ImportError/AttributeError for one that does not resolve.
     """
+    path = factory_path(path)
     module_name, _, attr = path.partition(":")
     if not attr:
         raise ValueError(f"dialogue factory must look like 'module:attr', got {path!r}")

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from voicebot.clock import Clock, RealClock
 from voicebot.config import Config
-from voicebot.dialogue import CallContext, DialogueProvider, load_provider
+from voicebot.dialogue import CallContext, DialogueProvider, load_provider, mode_name
 from voicebot.emulator.scripts import script_metadata
 from voicebot.engine.metering import MeteredLanguageModel
 from voicebot.engine.session import CallSession
@@ -56,12 +56,16 @@ class Runtime:
         offline: bool,
         emulator: Emulator | None = None,
         closers: list[Any] | None = None,
+        modes: Mapping[str, DialogueProvider] | None = None,
     ) -> None:
         self.cfg = cfg
         self.recognizer = recognizer
         self.synthesizer = synthesizer
         self.llm = llm
         self.dialogues = dialogues
+        # The dialogues a browser caller may pick (`dialogue.modes`), the default first.
+        self.default_mode = mode_name(cfg.dialogue.factory)
+        self.modes: dict[str, DialogueProvider] = dict(modes or {self.default_mode: dialogues})
         self.clock = clock
         self.offline = offline
         # A caller's transcript script reaches the emulator only when this is on:
@@ -132,14 +136,22 @@ class Runtime:
             recognizer = _select_recognizer(stt_provider, cfg, yandex_stt, emulator, closers)
         tts = YandexTTS(tts_ep, auth, tls=tls, settings=y.tts)
         closers.insert(0, tts)
-        llm: LanguageModel | None = None
-        if not offline:
-            llm = YandexGPT(llm_url, auth, folder_id=y.folder_id, settings=y.gpt)
-            closers.insert(0, llm)
-        options = {"store": store, "clock": clock, **(dialogue_options or {})}
-        dialogues = load_provider(cfg.dialogue.factory, cfg.domain, options)
-        await dialogues.start()
-        closers.insert(0, dialogues)
+        # Offline the same client talks to the emulator's completion endpoint; only
+        # dialogues that ask for it (`offline_llm`) get it there.
+        folder = y.folder_id or ("b1gemulator" if offline else "")
+        llm: LanguageModel | None = YandexGPT(llm_url, auth, folder_id=folder, settings=y.gpt)
+        closers.insert(0, llm)
+        options = {"store": store, "clock": clock, "gpt": y.gpt, **(dialogue_options or {})}
+        default = mode_name(cfg.dialogue.factory)
+        modes: dict[str, DialogueProvider] = {}
+        for name in [default, *(mode_name(m) for m in cfg.dialogue.modes)]:
+            if name in modes:
+                continue
+            provider = load_provider(name, cfg.domain, options)
+            await provider.start()
+            closers.insert(0, provider)
+            modes[name] = provider
+        dialogues = modes[default]
         return cls(
             cfg,
             recognizer=recognizer,
@@ -150,6 +162,7 @@ class Runtime:
             offline=offline,
             emulator=emulator,
             closers=closers,
+            modes=modes,
         )
 
     def has_capacity(self, pending: int = 0) -> bool:
@@ -169,19 +182,25 @@ class Runtime:
         script_id: str | None = None,
         session_id: str | None = None,
         clock: Clock | None = None,
+        mode: str | None = None,
     ) -> CallSession:
         """A session for one call. `clock` overrides the runtime's (simulate's `now:`);
-        `script` reaches the emulator only with emulator hooks on."""
+        `script` reaches the emulator only with emulator hooks on; `mode` picks one of
+        `self.modes` (KeyError for one not offered)."""
         clock = clock or self.clock
         session_id = session_id or uuid.uuid4().hex[:12]
         stt_metadata = script_metadata(self.emulator_hooks, script, script_id or session_id)
         y = self.cfg.yandex
-        meter = MeteredLanguageModel(self.llm, clock) if self.llm is not None else None
+        provider = self.modes[mode] if mode else self.dialogues
+        llm = self.llm
+        if self.offline and not getattr(provider, "offline_llm", False):
+            llm = None  # offline, a dialogue with a deterministic layer runs without GPT
+        meter = MeteredLanguageModel(llm, clock) if llm is not None else None
         session = CallSession(
             transport=transport,
             recognizer=_per_call(self.recognizer),
             synthesizer=self.synthesizer,
-            dialogue=self.dialogues.new_dialogue(
+            dialogue=provider.new_dialogue(
                 CallContext(
                     session_id=session_id,
                     clock=clock,

@@ -90,6 +90,7 @@ def default_session_factory(host: CallHost) -> SessionFactory:
             script=start.emulator_utterances,
             script_id=f"browser-{session_id}",
             session_id=session_id,
+            mode=start.mode,
         )
 
     return new_session
@@ -157,6 +158,10 @@ async def _info(request: web.Request) -> web.Response:
     return web.json_response(
         {
             "offline": bool(runtime.offline),
+            # Offline the chat's answers are the emulator's scripted/echo replies.
+            "llm": "emulator" if runtime.offline else "yandexgpt",
+            "modes": _modes(runtime),
+            "default_mode": getattr(runtime, "default_mode", None),
             "salon": _salon_info(cfg),
             "sample_rates": list(cfg.server.allowed_sample_rates),
             "max_message_bytes": cfg.server.max_message_bytes,
@@ -176,6 +181,11 @@ async def _healthz(request: web.Request) -> web.Response:
     )
 
 
+def _modes(runtime: ServedHost) -> list[str]:
+    """The dialogues a browser caller may pick (`dialogue.modes`), the default first."""
+    return list(getattr(runtime, "modes", None) or ())
+
+
 def _limits(runtime: ServedHost) -> BrowserLimits:
     cfg: Config = runtime.cfg
     return BrowserLimits(
@@ -184,6 +194,8 @@ def _limits(runtime: ServedHost) -> BrowserLimits:
         allowed_sample_rates=tuple(cfg.server.allowed_sample_rates),
         barge_in=cfg.engine.barge_in,
         offline=bool(runtime.offline),
+        modes=tuple(_modes(runtime)),
+        default_mode=getattr(runtime, "default_mode", None),
     )
 
 

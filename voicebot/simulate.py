@@ -1,10 +1,13 @@
-"""`voicebot simulate`: a whole scripted call, offline, through the real clients.
+"""`voicebot simulate`: a whole scripted call through the real clients.
 
 The caller is synthesized with espeak-ng and streamed as 20 ms microphone frames in
 real time (or `--speed` times faster) into a `CallSession`, whose recognition, synthesis
-and dialogue run exactly as in production — against the in-process emulator. The
-emulator does not recognize speech: each caller line's text is handed to its transcript
-script, so the recognizer "hears" exactly what the dialogue file says.
+and dialogue run exactly as in production. With no Yandex credentials in the
+environment they run against the in-process emulator, which does not recognize speech:
+each caller line's text is handed to its transcript script, so the recognizer "hears"
+exactly what the dialogue file says. With credentials (as `serve`), the clients talk to
+`yandex.endpoints` — the real cloud, or any compatible endpoint such as a separately
+started emulator or a test's own completion server.
 
 Dialogue file (YAML):
     now: "2026-11-23T10:00:00+03:00"     # the call's clock starts here
@@ -14,11 +17,13 @@ Dialogue file (YAML):
       - {say: "...", barge_in_after_ms: 800}   # interrupt the bot 800 ms into its reply
       - {silence_ms: 9000}                # say nothing for a while
     echo: false                           # true: the bot's audio leaks into the microphone
+    factory: chat                         # optional: the dialogue (short name or module:builder)
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import logging
 import statistics
@@ -35,6 +40,7 @@ import yaml
 
 from voicebot.clock import Clock, RealClock
 from voicebot.config import Config, load_config
+from voicebot.dialogue import mode_name
 from voicebot.emulator.espeak import EspeakSynthesizer
 from voicebot.engine.session import CallSession
 from voicebot.redact import redact_url
@@ -66,6 +72,7 @@ class DialogueScript:
     sample_rate: int = 16000
     name: str = ""
     expect: Mapping[str, Any] = field(default_factory=dict)
+    factory: str | None = None  # overrides `dialogue.factory`
 
     @property
     def utterances(self) -> list[str]:
@@ -102,6 +109,7 @@ def load_script(path: str | Path) -> DialogueScript:
         sample_rate=int(data.get("sample_rate", 16000)),
         name=str(data.get("name", Path(path).stem)),
         expect=data.get("expect") or {},
+        factory=str(data["factory"]) if data.get("factory") else None,
     )
 
 
@@ -379,9 +387,11 @@ async def run_simulation(
     clock = RealClock(start=script.now, speed=speed)
     own_runtime = runtime is None
     if runtime is None:
-        runtime = await Runtime.create(
-            cfg, store=store, stt_provider=stt_provider, clock=clock, force_emulator=True
-        )
+        if script.factory:
+            cfg = dataclasses.replace(
+                cfg, dialogue=dataclasses.replace(cfg.dialogue, factory=script.factory)
+            )
+        runtime = await Runtime.create(cfg, store=store, stt_provider=stt_provider, clock=clock)
     try:
         if script.setup:
             await runtime.dialogues.prepare(script.setup)
@@ -404,6 +414,7 @@ async def run_simulation(
             clock=clock,
             script=utterances,
             script_id=session_id,
+            mode=mode_name(script.factory) if script.factory and not own_runtime else None,
         )
         if on_session is not None:
             on_session(session)

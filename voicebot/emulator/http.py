@@ -13,6 +13,7 @@ import asyncio
 import json
 import logging
 import re
+import zlib
 from collections import deque
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -26,6 +27,7 @@ from voicebot.emulator.iam import IamEmulator
 log = logging.getLogger(__name__)
 
 COMPLETION_PATH = "/foundationModels/v1/completion"
+TOKENIZE_PATH = "/foundationModels/v1/tokenize"
 MODEL_VERSION = "23.10.2025"
 FAULTS = ("429", "500", "hang", "malformed")
 _MODEL_URI = re.compile(r"^gpt://[A-Za-z0-9_-]+/[A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)?$")
@@ -153,6 +155,7 @@ class GptEmulator:
         self._faults: deque[str] = deque()
         self.requests: deque[GptRequest] = deque(maxlen=10_000)  # bounded for long benches
         self._closing = asyncio.Event()
+        self.tokenize_requests = 0
 
     def script(self, replies: list[str]) -> None:
         """Queue replies; each request takes the next one (FIFO) instead of the echo."""
@@ -244,6 +247,31 @@ class GptEmulator:
                 body=json.dumps(payload).encode()[:40], content_type="application/json"
             )
         return web.json_response(payload)
+
+    async def tokenize(self, request: web.Request) -> web.Response:
+        """`TokenizerService/Tokenize`: `{modelUri, text}` -> `{tokens: [{id, text,
+        special}], modelVersion}`, int64 ids as JSON strings (proto3 JSON). The split is
+        the emulator's own word-ish one, not the real model's vocabulary."""
+        if not self._auth.check(request.headers.get("authorization")):
+            return _error(401, 16, "Unknown api key or IAM token")
+        try:
+            body: Any = json.loads(await request.read())
+        except (ValueError, RecursionError):
+            return _error(400, 3, "Request body is not valid JSON")
+        if not isinstance(body, dict):
+            return _error(400, 3, "Request body must be a JSON object")
+        uri = _field(body, "modelUri", "model_uri")
+        if not isinstance(uri, str) or not _MODEL_URI.match(uri):
+            return _error(400, 3, f"Invalid modelUri {uri!r}")
+        text = body.get("text", "")
+        if not isinstance(text, str):
+            return _error(400, 3, "text must be a string")
+        self.tokenize_requests += 1
+        tokens = [
+            {"id": str(zlib.crc32(t.encode()) % 100_000), "text": t, "special": False}
+            for t in _tokens(text)
+        ]
+        return web.json_response({"tokens": tokens, "modelVersion": MODEL_VERSION})
 
     def _generation_time(self, n_tokens: int) -> float:
         per_token = 1.0 / self._settings.gpt_tokens_per_s if self._settings.gpt_tokens_per_s else 0
@@ -348,6 +376,7 @@ def build_app(
 
     app = web.Application()
     app.router.add_post(COMPLETION_PATH, gpt.handle)
+    app.router.add_post(TOKENIZE_PATH, gpt.tokenize)
     app.router.add_post("/iam/v1/tokens", iam.handle_create)
     app.router.add_post("/iam/v1/tokens:revoke", iam.handle_revoke)
     app.router.add_post("/emulator/gpt/script", gpt_script)

@@ -23,6 +23,15 @@ class MeteredLanguageModel:
     def reset(self) -> None:
         self.wait_ms = 0.0
 
+    async def count_tokens(self, text: str) -> int:
+        """The inner model's tokenizer (`AttributeError` when it has none); not
+        metered: token counting runs off the critical path."""
+        count = getattr(self.inner, "count_tokens", None)
+        if count is None:
+            raise AttributeError("count_tokens")
+        result: int = await count(text)
+        return result
+
     async def complete(
         self, messages: Sequence[ChatMessage], options: GenerationOptions = GenerationOptions()
     ) -> Completion:

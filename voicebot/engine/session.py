@@ -236,6 +236,8 @@ class CallSession:
             if full:
                 self.transcript.append(TranscriptLine("bot", full, self._ms()))
             await speaker
+            if full:
+                self._report_played(full)
             if (latency := turn.latency()) is not None:
                 await self.events.emit(
                     "turn", turn_id=turn.id, trigger=turn.trigger, latency_ms=latency
@@ -258,6 +260,16 @@ class CallSession:
             self._last_activity = self.clock.monotonic()
         if turn.hangup:  # also when the goodbye could not be synthesized
             await self._hang_up(turn.hangup)
+
+    def _report_played(self, text: str) -> None:
+        """Tell the dialogue what the caller heard (`HearsPlayback.on_played`)."""
+        hook = getattr(self.dialogue, "on_played", None)
+        if hook is None:
+            return
+        try:
+            hook(text)
+        except Exception:
+            log.exception("dialogue on_played failed")
 
     async def _hang_up(self, reason: str) -> None:
         """The dialogue ends the call: let the goodbye play out, then hang up."""

@@ -65,6 +65,7 @@ class StartRequest:
     language: str | None = None
     # TEST/BENCH ONLY (`emulator_hooks`): what the emulator will "recognize", in order.
     emulator_utterances: tuple[str, ...] | None = None
+    mode: str | None = None  # one of `BrowserLimits.modes` (None: the server's default)
 
 
 SessionFactory = Callable[["BrowserTransport", StartRequest], BrowserSession]
@@ -79,6 +80,8 @@ class BrowserLimits:
     allowed_sample_rates: tuple[int, ...] = (8000, 16000, 48000)
     barge_in: bool = False
     offline: bool = False
+    modes: tuple[str, ...] = ()  # dialogues a caller may pick with `start.mode`
+    default_mode: str | None = None
     extra_capabilities: Mapping[str, Any] = field(default_factory=dict)
 
     @property
@@ -330,10 +333,14 @@ class BrowserCall:
         if language is not None and not _is_language_tag(language):
             raise ProtocolError("bad_message", "language must be a tag such as ru-RU.")
         utterances = self._emulator_utterances(message)
+        mode = message.get("mode")
+        if mode is not None and (not isinstance(mode, str) or mode not in self._limits.modes):
+            offered = ", ".join(self._limits.modes) or "none"
+            raise ProtocolError("unknown_mode", f"mode must be one of: {offered}.")
         self.transport = BrowserTransport(self.ws, rate)
         try:
             self.session = self._new_session(
-                self.transport, StartRequest(rate, language, utterances)
+                self.transport, StartRequest(rate, language, utterances, mode)
             )
         except Exception:
             log.exception("could not start a browser session")
@@ -347,6 +354,7 @@ class BrowserCall:
                 "type": "ready",
                 "session_id": self.session.session_id,
                 "offline": self._limits.offline,
+                "mode": mode or self._limits.default_mode,
                 "capabilities": self._capabilities(rate),
             }
         )
@@ -372,6 +380,7 @@ class BrowserCall:
             "text": True,
             "dtmf": True,
             "barge_in": self._limits.barge_in,
+            "modes": list(self._limits.modes),
             "sample_rates": list(self._limits.allowed_sample_rates),
             "max_message_bytes": self._limits.max_message_bytes,
             "max_session_s": self._limits.max_session_s,

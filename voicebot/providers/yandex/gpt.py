@@ -31,6 +31,9 @@ from voicebot.providers.yandex.auth import YandexAuth
 log = logging.getLogger(__name__)
 
 COMPLETION_PATH = "/foundationModels/v1/completion"
+# TokenizerService/Tokenize (fm_v1 descriptor): {modelUri, text} -> {tokens: [{id, text,
+# special}], modelVersion}. Quota: 50 requests/s (docs/yandex-research.md).
+TOKENIZE_PATH = "/foundationModels/v1/tokenize"
 FINAL_STATUSES = frozenset(
     {
         "ALTERNATIVE_STATUS_FINAL",
@@ -114,6 +117,7 @@ class YandexGPT:
         if not folder_id:
             raise ValueError("YandexGPT needs a folder id: it is part of the model URI")
         self._url = base_url.rstrip("/") + COMPLETION_PATH
+        self._tokenize_url = base_url.rstrip("/") + TOKENIZE_PATH
         self._auth = auth
         self._folder_id = folder_id
         self._settings = settings or GptSettings()
@@ -289,6 +293,34 @@ class YandexGPT:
             finally:
                 if resp is not None:
                     await resp.aclose()
+
+    # ------------------------------------------------------------------ tokenize
+
+    async def count_tokens(self, text: str, *, timeout_s: float = 2.0) -> int:
+        """How many model tokens `text` is, from the service's own tokenizer.
+
+        Raises `ProviderError` (retriable for 429/5xx/transport errors, code TIMEOUT
+        past `timeout_s`); callers that only budget a history fall back to an estimate.
+        """
+        body = {"modelUri": self.model_uri, "text": text}
+        try:
+            async with asyncio.timeout(timeout_s):
+                resp = await self._client().post(
+                    self._tokenize_url, json=body, headers=await self._headers(str(uuid.uuid4()))
+                )
+        except TimeoutError:
+            raise _timeout() from None
+        except httpx.HTTPError as exc:
+            raise _transport_error(exc) from None
+        if resp.status_code != 200:
+            raise _http_error(resp.status_code, resp.content)
+        try:
+            tokens = resp.json()["tokens"]
+        except (ValueError, KeyError, TypeError):
+            raise _malformed("tokenize response has no tokens") from None
+        if not isinstance(tokens, list):
+            raise _malformed("tokenize response has no tokens")
+        return len(tokens)
 
     async def aclose(self) -> None:
         if self._own_http and self._http is not None:
