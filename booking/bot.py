@@ -21,6 +21,7 @@ from booking.backends.factory import open_backend
 from booking.catalog import Catalog
 from booking.extract import Expecting, Extraction, extract
 from booking.extract.phone import normalize_phone
+from booking.faq import FREE_QUESTION, FaqSettings, FreeQuestions, is_free_question
 from booking.llm import LlmExtractor, llm_summary
 from booking.machine import BookingMachine
 from booking.models import Booking, CallRecord, NewBooking
@@ -80,6 +81,7 @@ class BookingProvider:
         )
         self.sender: OutboxSender | None = None
         self.run_sender = run_sender
+        self.faq = FaqSettings.from_section(settings.section.get("faq"))
 
     @property
     def catalog(self) -> Catalog:
@@ -183,6 +185,8 @@ class BookingDialogue:
         self.turn_log: list[dict[str, Any]] = []
         self._history: list[ChatMessage] = []
         self._lock = asyncio.Lock()
+        self.faq = FreeQuestions(provider.catalog, provider.faq, ctx.llm, provider.use_llm)
+        self._question: str | None = None  # a free question heard in this turn
 
     @property
     def state(self) -> Any:
@@ -203,6 +207,13 @@ class BookingDialogue:
             now=self.machine.now(),
             current_service=st.slots.service,
         )
+        if is_free_question(text, det):
+            # Not for the slot extractor: answered from the salon's facts (booking.faq).
+            self._question = text
+            ex = Extraction(intents=frozenset({FREE_QUESTION}))
+            self.turn_log.append({"text": text, "extracted": ex.to_json(), "llm": False})
+            self._history.append(ChatMessage("user", text))
+            return ex
         used_llm = False
         ex = det
         # The coverage rule: words about when that the parser could not place go to the
@@ -247,7 +258,18 @@ class BookingDialogue:
 
     async def reply(self, text: str) -> AsyncIterator[ReplyPart]:
         async with self._lock:
+            self._question = None
             parts = await self.machine.reply(text)
+            question = self._question
+        if question is not None:
+            # The answer first, then the machine's parts: its current question again.
+            said: list[str] = []
+            async for delta in self.faq.answer(question, self.machine.now()):
+                said.append(delta)
+                yield delta
+            if self.faq.last_handoff is not None:
+                yield DialogueAction("question_for_admin", dict(self.faq.last_handoff))
+            self._history.append(ChatMessage("assistant", "".join(said)))
         async for part in self._emit(parts):
             yield part
 
@@ -268,6 +290,8 @@ class BookingDialogue:
         turns = st.turns
         stats = {
             "turns": turns,
+            "free_questions_answered": self.faq.answered,
+            "handoff_questions": len(self.faq.handoffs),
             "llm_turns": st.llm_turns,
             "llm_failures": st.llm_failures,
             "llm_share": round(st.llm_turns / turns, 3) if turns else 0.0,
@@ -290,6 +314,7 @@ class BookingDialogue:
             if st.booking
             else [],
             "cancelled": [b.id for b in st.cancelled],
+            "handoff": list(self.faq.handoffs),
             **stats,
         }
         record = CallRecord(
@@ -299,7 +324,11 @@ class BookingDialogue:
             outcome=st.outcome,
             reason=reason,
             transcript=[{"role": t.role, "text": t.text, "at_ms": t.at_ms} for t in transcript],
-            extracted={"slots": st.slots.to_json(), "turns": self.turn_log},
+            extracted={
+                "slots": st.slots.to_json(),
+                "turns": self.turn_log,
+                "handoff": self.faq.handoffs,  # questions promised to the admin
+            },
             summary=summary,
             booking_id=st.booking.id if st.booking else None,
             stats=stats,

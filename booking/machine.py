@@ -137,12 +137,14 @@ class BookingMachine(SlotFilling, Offers, CancelFlow):
             return [self.r("restart"), *(await self._advance())]
 
         parts: list[ReplyPart] = self._answers(ex)
+        # A free question is answered by the dialogue (booking.faq) before these parts.
+        answered = bool(parts) or "free_question" in ex.intents
         if st.phase == Phase.CANCEL_FLOW:
             return parts + await self._cancel_turn(ex)
         if st.phase == Phase.OFFERING:
-            return parts + await self._offering_turn(ex, answered=bool(parts))
+            return parts + await self._offering_turn(ex, answered=answered)
         if st.phase == Phase.CONFIRMING:
-            return parts + await self._confirming_turn(ex, answered=bool(parts))
+            return parts + await self._confirming_turn(ex, answered=answered)
         s = st.slots
         before = (s.service, s.master_request, s.date, s.time, s.name, s.phone)
         changed, notes = self._apply(ex)

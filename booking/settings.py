@@ -29,6 +29,7 @@ KNOWN_KEYS = frozenset(
         "max_silence_prompts",
         "webhook_url",
         "templates",
+        "faq",  # free questions' grounding facts: booking.faq.FaqSettings
         "slot_step_min",  # Catalog
         "salon",  # Catalog
         "services",  # Catalog
