@@ -167,7 +167,7 @@ async def test_simulate_chat_against_a_compatible_endpoint() -> None:
     port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
     async with start_emulator() as emu:
         cfg = Config()
-        cfg.emulator = fast_settings()
+        cfg.emulator = fast_settings(client_scripts=True)  # the separate emulator hears the script
         cfg.dialogue.factory = "chat"
         y = cfg.yandex
         y.api_key, y.folder_id = emu.api_key, "b1gtest"  # "credentials in the environment"
