@@ -28,19 +28,26 @@ FREE_QUESTION = "free_question"  # the intent the dialogue adds for the machine
 UNKNOWN = "[НЕТ ДАННЫХ]"  # what the model says when the facts do not answer
 HANDOFF = "Точно не подскажу, передам ваш вопрос администратору — вам перезвонят."
 
-_QUESTION_WORDS = re.compile(
-    r"\b(ли|где|как|какой|какая|какое|какие|сколько|когда|почему|зачем|что|чем|можно|"
-    r"есть|бывает|принимаете|работаете|делаете|у вас)\b",
+# Without a question mark (STT punctuation is not guaranteed): an interrogative at the
+# start (after «а»/«скажите»), or the particle «ли». «где-то», «как-то» are not questions.
+_QUESTION_START = re.compile(
+    r"^(?:а\s+|скажите,?\s+|подскажите,?\s+)?(?:где|как|какой|какая|какое|какие|сколько|"
+    r"когда|почему|зачем|что|чем|можно|есть|бывает|принимаете|работаете|делаете|у вас)"
+    r"(?![-\w])",
     re.IGNORECASE,
 )
+_PARTICLE = re.compile(r"\sли(?![-\w])", re.IGNORECASE)
+_HAVE = re.compile(r"у\s+вас\s+(?:есть|можно)|\sесть\s*$", re.IGNORECASE)  # «А X у вас есть»
 
 
 def looks_like_question(text: str) -> bool:
-    """A question mark, or a question word with more than one word around it."""
-    words = text.split()
-    if text.rstrip().endswith("?"):
-        return len(words) >= 2
-    return len(words) >= 3 and bool(_QUESTION_WORDS.search(text))
+    """A question mark, an interrogative opening, «ли», or «у вас есть»; two words at least."""
+    text = text.strip()
+    if len(text.split()) < 2:
+        return False
+    if text.endswith("?"):
+        return True
+    return bool(_QUESTION_START.search(text) or _PARTICLE.search(text) or _HAVE.search(text))
 
 
 def is_free_question(text: str, ex: Extraction) -> bool:
@@ -49,6 +56,8 @@ def is_free_question(text: str, ex: Extraction) -> bool:
     if ex.has_slots or ex.intents or ex.choice is not None or ex.master_any:
         return False
     if ex.part_of_day is not None or ex.service_unknown is not None:
+        return False
+    if getattr(ex, "unplaced", None):  # words about when the parser could not place
         return False
     if ex.answer is not None and not (text.rstrip().endswith("?") and len(text.split()) > 2):
         return False

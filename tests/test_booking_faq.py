@@ -115,3 +115,13 @@ async def test_model_failure_or_no_facts_hands_off(emulator: Emulator, tmp_path:
     said = " ".join(" ".join(run.bot_lines).split())
     assert HANDOFF in said and "НЕТ ДАННЫХ" not in said
     assert [n["reason"] for n in run.summary["handoff"]] == ["unknown"]
+
+
+def test_not_questions() -> None:
+    from booking.faq import looks_like_question
+
+    assert looks_like_question("А парковка у вас есть")
+    assert looks_like_question("Есть ли у вас парковка")
+    assert not looks_like_question("Ну где-то 45")
+    assert not looks_like_question("Как-то так")
+    assert not looks_like_question("Не знаю, 99")
