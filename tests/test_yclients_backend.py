@@ -358,3 +358,39 @@ def test_altegio_flavor_headers() -> None:
     assert h["Authorization"] == "Bearer p, User u"
     s = YclientsSettings.from_config({"flavor": "altegio", "company_id": 7}, {})
     assert s.url == "https://api.alteg.io/api/v1"
+
+
+async def test_refused_phone_is_asked_again_then_booked(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from booking.textsim import run_dialogue
+
+    emu = await start_emulator(config_catalog(), rate_limit=FAST)
+    emu.fail_next("/book_record/", 422, 431, "Неверный формат телефона")
+    monkeypatch.setenv("YCLIENTS_PARTNER_TOKEN", emu.partner_token)
+    monkeypatch.setenv("YCLIENTS_USER_TOKEN", emu.user_token)
+    spec = {
+        "name": "bad-phone",
+        "now": "2026-11-23T10:00:00+03:00",
+        "caller": [
+            "Хочу подстричься завтра в 15:00 к Ивану, меня зовут Анна, телефон +7 916 123-45-67",
+            "Да",
+            "+7 916 765-43-21",
+            "Да",
+        ],
+    }
+    try:
+        run = await run_dialogue(
+            spec,
+            f"sqlite:///{tmp_path}/c.sqlite3",
+            booking_overrides={
+                "backend": "yclients",
+                "yclients": {"base_url": emu.url, "company_id": emu.company_id, "rate_per_s": FAST},
+            },
+        )
+    finally:
+        await emu.stop()
+    said = "\n".join(run.bot_lines)
+    assert "номер телефона ещё раз" in said
+    assert run.summary["outcome"] == "booked"
+    assert [r.client_phone for r in emu.company.records] == ["79167654321"]
