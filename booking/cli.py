@@ -7,6 +7,7 @@ import json
 import sys
 from datetime import date, datetime, time, timedelta
 
+from booking.backends.factory import open_backend
 from booking.extract.phone import format_phone
 from booking.settings import BookingSettings
 from booking.store.base import open_store
@@ -14,15 +15,19 @@ from voicebot.config import load_config
 
 
 async def run_cli(args: argparse.Namespace) -> int:
-    """`voicebot bookings list|cancel`: straight on the configured (or `--store`) store."""
+    """`voicebot bookings list|cancel` through the configured backend: the local (or
+    `--store`) store, or the salon's YCLIENTS account."""
     section = load_config(getattr(args, "config", None)).domain.get("booking")
     settings = BookingSettings.parse(section, store_override=getattr(args, "store", None))
     catalog = settings.catalog
     store = open_store(settings.store)
     await store.open()
+    backend = open_backend(settings.section, catalog, store)
     try:
+        await backend.open()
+        catalog = backend.catalog
         if args.bookings_command == "cancel":
-            done = await store.cancel(args.id)
+            done = await backend.cancel(args.id)
             if done is None:
                 print(f"no active booking {args.id}", file=sys.stderr)
                 return 1
@@ -31,9 +36,12 @@ async def run_cli(args: argparse.Namespace) -> int:
         if args.date:
             day = date.fromisoformat(args.date)
             start = datetime.combine(day, time(0), tzinfo=catalog.salon.tz)
-            bookings = list(await store.list_between(start, start + timedelta(days=1)))
-        else:
+            bookings = list(await backend.list_between(start, start + timedelta(days=1)))
+        elif backend.kind == "local":
             bookings = list(await store.list_all())
+        else:  # a CRM's journal has no "all": the coming two months
+            start = datetime.now(catalog.salon.tz)
+            bookings = list(await backend.list_between(start, start + timedelta(days=60)))
         names = {s.id: s.name for s in catalog.services}
         if args.json:
             out = [b.to_json(names.get(b.service)) for b in bookings]
@@ -48,6 +56,7 @@ async def run_cli(args: argparse.Namespace) -> int:
                 print("no bookings")
         return 0
     finally:
+        await backend.close()
         await store.close()
 
 

@@ -394,3 +394,32 @@ async def test_refused_phone_is_asked_again_then_booked(
     assert "номер телефона ещё раз" in said
     assert run.summary["outcome"] == "booked"
     assert [r.client_phone for r in emu.company.records] == ["79167654321"]
+
+
+async def test_bookings_cli_reads_and_cancels_in_yclients(
+    backend: YclientsBackend,
+    emulator: YclientsEmulator,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    import argparse
+    import json
+
+    from booking.cli import run_cli
+    from tests.yclients_fixtures import write_config
+
+    booking = await backend.create(nb(call_id="cli"))
+    cfg = write_config(tmp_path / "c.yaml", emulator)
+    monkeypatch.setenv("YCLIENTS_PARTNER_TOKEN", emulator.partner_token)
+    monkeypatch.setenv("YCLIENTS_USER_TOKEN", emulator.user_token)
+    store = f"sqlite:///{tmp_path}/cli.sqlite3"
+    ns = argparse.Namespace(
+        bookings_command="list", date="2026-11-24", json=True, store=store, config=str(cfg)
+    )
+    assert await run_cli(ns) == 0
+    listed = json.loads(capsys.readouterr().out)
+    assert [(b["id"], b["master"]) for b in listed] == [(booking.id, "Иван")]
+    ns = argparse.Namespace(bookings_command="cancel", id=booking.id, store=store, config=str(cfg))
+    assert await run_cli(ns) == 0
+    assert [r.deleted for r in emulator.company.records] == [True]

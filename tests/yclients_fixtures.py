@@ -76,3 +76,17 @@ async def backend_fixture(
     await b.open()
     yield b
     await b.close()
+
+
+def write_config(path: Path, emu: YclientsEmulator, **notify: Any) -> Path:
+    """config.yaml with `booking.backend: yclients` on `emu` (and `notify:` overrides)."""
+    import yaml
+
+    root = Path(__file__).resolve().parent.parent
+    raw = yaml.safe_load((root / "config.yaml").read_text(encoding="utf-8"))
+    raw["booking"]["backend"] = "yclients"
+    raw["booking"]["yclients"].update(base_url=emu.url, company_id=emu.company_id)
+    for channel, values in notify.items():
+        raw["notify"][channel].update(values)
+    path.write_text(yaml.safe_dump(raw, allow_unicode=True), encoding="utf-8")
+    return path
