@@ -125,10 +125,16 @@ def test_phone_pieces_join(pieces: list[str], want: str | None) -> None:
     assert got == want
 
 
-def test_a_phone_piece_is_taken_only_while_collecting_the_phone() -> None:
+def test_phone_pieces() -> None:
+    """Any digits are a piece while the phone is being collected; elsewhere only the
+    start of a mobile number is («Ольга, 8 916»), never a time («в 15 30»)."""
     assert ex("8 916", "phone").phone_part == "8916"
-    assert ex("8 916", "time").phone_part is None
-    assert ex("8 916 и ещё стрижка", "phone").phone_part is None
+    assert ex("123", "phone").phone_part == "123"
+    assert ex("Ольга, 8 916", "name").phone_part == "8916"
+    assert ex("Ольга, 8 916", "name").name == "Ольга"
+    got = ex("в 15 30", "time")
+    assert (got.phone_part, got.time) == (None, time(15, 30))
+    assert ex("123", "time").phone_part is None
 
 
 @pytest.mark.parametrize(

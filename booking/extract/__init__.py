@@ -13,7 +13,7 @@ from typing import Any, Literal
 from booking.catalog import Catalog
 from booking.extract.intents import find_answer, find_choice, find_intents
 from booking.extract.names import find_name
-from booking.extract.phone import parse_phone, phone_fix, phone_fragment
+from booking.extract.phone import parse_phone, phone_fix, phone_fragment, phone_start
 from booking.extract.services import (
     find_master,
     find_service,
@@ -140,6 +140,9 @@ def extract(
         work = _blank(work, phone[1])
     elif expecting == "phone" and (part := phone_fragment(work)) is not None:
         work = ""
+    elif (start := phone_start(work)) is not None:
+        part = start[0]  # «Ольга, 8 916»: the phone has begun, whatever was asked
+        work = _blank(work, start[1])
     elif (f := phone_fix(work)) is not None:
         fix = (f[0], f[1])
         work = _blank(work, f[2])

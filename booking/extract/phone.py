@@ -126,3 +126,17 @@ def group_digits(digits: str) -> str:
     if d:
         groups.append(d)
     return " ".join(g for g in groups if g)
+
+
+_MOBILE_START = re.compile(r"(?:(?:\+\s*)?[78][\s-]*)?\(?9\d\d\)?(?:[\s-]*\d)*")
+
+
+def phone_start(text: str) -> tuple[str, tuple[int, int]] | None:
+    """The beginning of a Russian mobile number inside a longer utterance («Ольга,
+    8 916»): its digits («8916») and span, when it is not a whole number yet."""
+    for m in _MOBILE_START.finditer(text):
+        digits = re.sub(r"\D", "", m.group())
+        if 3 <= len(digits) <= 10 and (len(digits) > 3 or m.group().startswith(("8", "+", "7"))):
+            plus = "+" if m.group().lstrip().startswith("+") else ""
+            return plus + digits, m.span()
+    return None
