@@ -110,7 +110,12 @@ class Offers(MachineBase):
             st.offers = []
             self._goto(Phase.COLLECTING, "declined")
             return [self._prompt(self.r("ask_time"), "time")]
+        before = (s.service, s.master_request, s.date, s.time, s.name, s.phone)
         changed, notes = self._apply(ex)
+        when = (s.service, s.master_request, s.date, s.time)
+        if changed and when == before[:4] and not notes and "free_times" not in ex.intents:
+            # Only the name or phone came: take it, and the offer still stands.
+            return self._with_ack(before, [self.state.last_prompt])
         if changed:
             st.offers = []
             return notes + await self._advance(list_free="free_times" in ex.intents)
