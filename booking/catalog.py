@@ -74,11 +74,14 @@ def _aliases(raw: Mapping[str, Any]) -> tuple[str, ...]:
 
 @dataclass(frozen=True, slots=True)
 class Hours:
+    """Opening hours of one day: starts allowed in [open, close)."""
+
     open: time = time(9, 0)
     close: time = time(21, 0)
 
     @classmethod
     def from_config(cls, raw: Mapping[str, Any] | None, default: Hours | None = None) -> Hours:
+        """`{open: "09:00", close: "21:00"}` over `default`; ValueError on a bad time."""
         base = default or cls()
         if not raw:
             return base
@@ -90,6 +93,9 @@ class Hours:
 
 @dataclass(frozen=True, slots=True)
 class Service:
+    """A service: catalog id, spoken name, duration (minutes), price (roubles), and
+    the phrases callers use for it."""
+
     id: str
     name: str
     duration_min: int
@@ -110,6 +116,8 @@ class Master:
 
 @dataclass(frozen=True, slots=True)
 class Salon:
+    """Name, address, IANA time zone and hours of the salon."""
+
     name: str = "Стиль"
     address: str = "Москва, улица Пушкина, дом 10"
     timezone: str = "Europe/Moscow"
@@ -117,11 +125,14 @@ class Salon:
 
     @property
     def tz(self) -> ZoneInfo:
+        """The salon's time zone."""
         return ZoneInfo(self.timezone)
 
 
 @dataclass(frozen=True, slots=True)
 class Catalog:
+    """What the salon offers: services, masters, the start-time grid (minutes)."""
+
     salon: Salon
     services: tuple[Service, ...]
     masters: tuple[Master, ...]
@@ -129,6 +140,8 @@ class Catalog:
 
     @classmethod
     def from_config(cls, section: Mapping[str, Any] | None) -> Catalog:
+        """The catalog from the `booking:` section (defaults for missing parts);
+        ValueError on a malformed master entry."""
         section = section or {}
         raw_salon = section.get("salon") or {}
         hours = Hours.from_config(raw_salon.get("hours"))
@@ -166,18 +179,21 @@ class Catalog:
         )
 
     def service(self, service_id: str) -> Service:
+        """The service by id; KeyError if unknown."""
         for s in self.services:
             if s.id == service_id:
                 return s
         raise KeyError(service_id)
 
     def master(self, name: str) -> Master:
+        """The master by name (case-insensitive); KeyError if unknown."""
         for m in self.masters:
             if m.name.casefold() == name.casefold():
                 return m
         raise KeyError(name)
 
     def masters_for(self, service_id: str, only: str | None = None) -> Sequence[Master]:
+        """Masters doing `service_id` (only the one named `only`, if given)."""
         return [
             m for m in self.masters if service_id in m.services and (only is None or m.name == only)
         ]

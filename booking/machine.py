@@ -58,6 +58,8 @@ class BookingMachine(SlotFilling, Offers, CancelFlow):
         on_booked: Callable[[Booking], None] | None = None,
         notify: Notify | None = None,
     ) -> None:
+        """One call: `understand` turns caller text into an `Extraction`; `on_booked`
+        runs once the backend committed a booking."""
         self.catalog = catalog
         self.backend = backend
         self.availability = backend  # check / free_starts / nearest
@@ -75,6 +77,7 @@ class BookingMachine(SlotFilling, Offers, CancelFlow):
     # ------------------------------------------------------------------ entry points
 
     async def greet(self) -> list[ReplyPart]:
+        """The greeting; the caller id, if any, pre-fills the phone."""
         self._goto(Phase.COLLECTING, "greet")
         if self.caller_id and self.state.slots.phone is None:
             self.state.slots.phone = self.caller_id
@@ -82,6 +85,7 @@ class BookingMachine(SlotFilling, Offers, CancelFlow):
         return [self._prompt(self.r("greeting", salon=self.catalog.salon.name), "service")]
 
     async def silence(self, count: int) -> list[ReplyPart]:
+        """The caller said nothing for the `count`-th time: reprompt, or hang up."""
         if self.state.phase not in ACTIVE_PHASES:
             return []
         self.state.silence_count = count
@@ -96,6 +100,7 @@ class BookingMachine(SlotFilling, Offers, CancelFlow):
         return parts
 
     async def reply(self, text: str) -> list[ReplyPart]:
+        """The bot's reply parts (text and actions) to one caller utterance."""
         if self.state.phase not in ACTIVE_PHASES:
             return []
         self.state.turns += 1

@@ -39,6 +39,10 @@ class SlotFilling(MachineBase):
             else:
                 prices = ", ".join(f"{s.name} — {s.price} рублей" for s in self.catalog.services)
                 out.append(self.r("price_all", prices=prices))
+        if "duration" in ex.intents:
+            sid = ex.service or self.state.slots.service
+            for svc in [self.catalog.service(sid)] if sid else self.catalog.services:
+                out.append(self.r("duration", service=svc.name, minutes=svc.duration_min))
         if "hours" in ex.intents:
             out.append(self.r("hours", open=fmt_time(hours.open), close=fmt_time(hours.close)))
         if "address" in ex.intents:

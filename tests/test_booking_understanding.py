@@ -177,6 +177,7 @@ def test_phone_fix_later_and_readback_groups() -> None:
         ("скажите адрес", None),
         ("да, а сколько стоит?", "yes"),
         ("Да нет, не так", "no"),
+        ("А сколько по времени?", None),
         ("ну да", "yes"),
         ("так точно", "yes"),
         ("договорились", "yes"),
@@ -216,6 +217,8 @@ def test_negation_changes_the_order(text: str, current: str | None, service: str
         ("какое время свободно?", "free_times"),
         ("Какие окна есть на завтра?", "free_times"),
         ("Вы завтра работаете?", "hours"),
+        ("А сколько по времени?", "duration"),
+        ("как долго длится стрижка с бородой", "duration"),
         ("До которого часа работаете?", "hours"),
     ],
 )

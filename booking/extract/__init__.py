@@ -28,6 +28,9 @@ Expecting = Literal["service", "date", "time", "name", "phone", "confirm", "choi
 
 @dataclass(frozen=True, slots=True)
 class Extraction:
+    """Everything one utterance says, in normalized form (catalog ids, E.164, dates),
+    plus what it could not place (`unplaced`) or must ask about (`time_options`)."""
+
     service: str | None = None
     service_unknown: str | None = None
     master: str | None = None
@@ -49,6 +52,7 @@ class Extraction:
 
     @property
     def has_slots(self) -> bool:
+        """Whether any booking slot has a value."""
         return any(
             v is not None
             for v in (self.service, self.master, self.date, self.time, self.name, self.phone)
@@ -96,6 +100,7 @@ class Extraction:
         return replace(self, **updates) if updates else self
 
     def to_json(self) -> dict[str, Any]:
+        """The non-empty fields as JSON values (call records, logs)."""
         d: dict[str, Any] = {}
         for k in Extraction.__slots__:
             v = getattr(self, k)

@@ -105,6 +105,15 @@ INTENT_PHRASES: dict[str, tuple[str, ...]] = {
         "куда ехать",
         "куда подъехать",
     ),
+    "duration": (
+        "сколько по времени",
+        "как долго",
+        "сколько длится",
+        "сколько времени займет",
+        "сколько времени занимает",
+        "длительность",
+        "долго ли",
+    ),
     "services": ("какие услуги", "что вы делаете", "что у вас есть", "какие у вас услуги"),
     "free_times": (
         "какое время свободно",
@@ -186,6 +195,7 @@ def find_answer(text: str) -> Literal["yes", "no"] | None:
 
 
 def find_intents(text: str) -> frozenset[str]:
+    """Global intents and mid-flow questions in `text` (see `INTENT_PHRASES`)."""
     low = _folded_words(text)
     lems = {lemma(t.norm) for t in tokenize(text)}
     found = {

@@ -87,6 +87,7 @@ def _without(toks: list[Token], i: int) -> bool:
 
 
 def find_unoffered(text: str) -> str | None:
+    """A service the salon does not offer («маникюр»), as said, to answer about."""
     for t in tokenize(text):
         if lemma(t.norm) in UNOFFERED:
             return t.text.lower()
@@ -168,5 +169,6 @@ def find_service_without(text: str, catalog: Catalog, current: str | None) -> st
 
 
 def wants_any_master(text: str) -> bool:
+    """«любой», «без разницы», «кто свободен»: no master preference."""
     low = " " + " ".join(t.norm for t in tokenize(text)) + " "
     return any(f" {p} " in low for p in _ANY_MASTER)

@@ -18,15 +18,19 @@ _WORD_RE = re.compile(r"\d{1,2}[:.]\d{2}|\d+|[a-zа-яё]+(?:-[a-zа-яё]+)*", 
 
 @lru_cache(maxsize=1)
 def morph() -> pymorphy3.MorphAnalyzer:
+    """The shared pymorphy3 analyzer (loaded once, ~100 ms)."""
     return pymorphy3.MorphAnalyzer()
 
 
 def fold(text: str) -> str:
+    """Case-folded with «ё» → «е»."""
     return text.casefold().replace("ё", "е")
 
 
 @dataclass(frozen=True, slots=True)
 class Token:
+    """A word or number of an utterance with its character span."""
+
     text: str  # as said
     norm: str  # folded
     start: int
@@ -34,19 +38,23 @@ class Token:
 
     @property
     def lemma(self) -> str:
+        """The most likely lemma of the folded form."""
         return lemma(self.norm)
 
     @property
     def is_number(self) -> bool:
+        """Whether the token is digits only."""
         return self.norm.isdigit()
 
 
 def tokenize(text: str) -> list[Token]:
+    """Words (hyphenated kept whole), digit runs and H:MM / H.MM clock tokens."""
     return [Token(m.group(), fold(m.group()), m.start(), m.end()) for m in _WORD_RE.finditer(text)]
 
 
 @lru_cache(maxsize=20000)
 def lemma(word: str) -> str:
+    """The most likely lemma of a folded word (digits unchanged)."""
     if not word or word[0].isdigit():
         return word
     return fold(morph().parse(word)[0].normal_form)
