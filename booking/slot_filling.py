@@ -16,7 +16,7 @@ from datetime import time, timedelta
 from booking.extract import Extraction
 from booking.extract.phone import apply_fix, group_digits, join_fragments
 from booking.machine_base import MachineBase
-from booking.replies import WEEKDAYS_ACC, fmt_date, fmt_time, join_ru, service_acc
+from booking.replies import WEEKDAYS_ACC, fmt_date, fmt_time, join_ru, master_dat, service_acc
 from voicebot.dialogue import ReplyPart
 
 _DATE_STEMS = ("январ", "феврал", "март", "апрел", "мая", "май", "июн", "июл", "август", "сентябр")
@@ -113,6 +113,9 @@ class SlotFilling(MachineBase):
             s.master_request = ex.master
         elif ex.master_any:
             s.master_request = None
+        elif ex.master_unknown:
+            names = join_ru([m.name for m in self.catalog.masters]).replace(" или ", " и ")
+            notes.append(self.r("master_unknown", name=ex.master_unknown, masters=names))
         if s.master_request and s.service:
             if not self.catalog.masters_for(s.service, s.master_request):
                 notes.append(
@@ -183,6 +186,8 @@ class SlotFilling(MachineBase):
         items: list[str] = []
         if s.service and s.service != before[0]:
             items.append(self.catalog.service(s.service).name.lower())
+        if s.master_request and s.master_request != before[1]:
+            items.append(f"к мастеру {master_dat(s.master_request)}")
         if s.date and s.date != before[2]:
             items.append(fmt_date(s.date, self.today()))
         if s.time and s.time != before[3]:

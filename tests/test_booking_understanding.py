@@ -198,6 +198,7 @@ def test_only_a_real_yes_confirms(text: str, want: str | None) -> None:
         ("без бороды", "haircut", None),
         ("Бороду не надо, только стрижку", "haircut_beard", "haircut"),
         ("бороду не надо", "haircut_beard", "haircut"),
+        ("не надо бороду", "haircut_beard", "haircut"),
     ],
 )
 def test_negation_changes_the_order(text: str, current: str | None, service: str | None) -> None:
@@ -229,3 +230,15 @@ def test_mid_flow_questions(text: str, intent: str) -> None:
 def test_a_date_number_never_fills_the_time() -> None:
     got = ex("Запишите меня на укладку на 3-е декабря")
     assert (got.date, got.time) == (date(2026, 12, 3), None)
+
+
+def test_a_master_the_salon_does_not_have_is_reported_not_dropped() -> None:
+    got = ex("Стрижка завтра в 12 к Васе")
+    assert (got.master, got.master_unknown) == (None, "Вася")
+    assert ex("к Ване").master_unknown is None
+    assert ex("у вас есть время?").master_unknown is None
+
+
+def test_a_master_named_when_the_name_is_asked_is_not_the_callers_name() -> None:
+    got = ex("ну тогда к Пете", "name")
+    assert (got.name, got.master) == (None, "Петр")

@@ -18,6 +18,7 @@ from booking.extract.services import (
     find_master,
     find_service,
     find_service_without,
+    find_unknown_master,
     find_unoffered,
     wants_any_master,
 )
@@ -48,6 +49,7 @@ class Extraction:
     phone_part: str | None = None  # digits of a phone said in pieces («8 916»)
     phone_fix: tuple[str, str] | None = None  # «не 67, а 76»
     unplaced: tuple[str, ...] = ()  # numbers/days/months nothing could use
+    master_unknown: str | None = None  # «к Васе»: a master the salon does not have
     only_date_unsure: bool = False  # the unplaced words are all about the day
 
     @property
@@ -73,6 +75,7 @@ class Extraction:
             or self.after is not None
             or self.phone_part is not None
             or self.phone_fix is not None
+            or self.master_unknown is not None
         )
 
     def merged_with(self, other: Extraction) -> Extraction:
@@ -184,6 +187,7 @@ def extract(
         phone_fix=fix,
         unplaced=when.unplaced,
         only_date_unsure=when.only_date_unsure,
+        master_unknown=find_unknown_master(work, catalog),
     )
 
 

@@ -81,6 +81,7 @@ _NOT_NAMES = FILLERS | {
     "хорошо",
     "записывайте",
 }
+_MASTER_MARKERS = {"к", "ко", "у", "мастер", "мастеру", "мастера", "мастером"}
 _CALL_VERBS = {"зовут", "звать", "зови", "зовите"}
 
 
@@ -140,7 +141,9 @@ def find_name(text: str, *, expecting: bool = False) -> tuple[str, tuple[int, in
             if j is not None and j <= i + 3 and (got := _as_name(toks[j], strict=True)):
                 return got, (toks[j].start, toks[j].end)
     if expecting:
-        for t in toks:
+        for i, t in enumerate(toks):
+            if i and toks[i - 1].norm in _MASTER_MARKERS:
+                continue  # «к Пете», «у Ивана»: a master, not the caller
             if (known := name_form(t.text)) is not None:
                 return known, (t.start, t.end)
         words = [t for t in toks if not t.is_number and fold(t.text) not in _NOT_NAMES]

@@ -83,6 +83,8 @@ def _without(toks: list[Token], i: int) -> bool:
     """«без бороды», «бороду не надо»: the word is excluded, not asked for."""
     if i > 0 and toks[i - 1].norm == "без":
         return True
+    if i > 1 and toks[i - 2].norm == "не" and toks[i - 1].norm in _NOT_WANTED:
+        return True  # «не надо бороду»
     return i + 2 < len(toks) and toks[i + 1].norm == "не" and toks[i + 2].norm in _NOT_WANTED
 
 
@@ -147,6 +149,23 @@ def find_master(
         if not neg:
             found = name
     return found
+
+
+def find_unknown_master(text: str, catalog: Catalog) -> str | None:
+    """«к Васе» when no master is called that: the name as said (nominative), so the
+    bot says there is no such master instead of silently booking another one."""
+    from booking.extract.names import name_form  # names imports nothing from here
+
+    toks = tokenize(text)
+    names = _master_names(catalog)
+    for i, t in enumerate(toks[1:], start=1):
+        if toks[i - 1].norm not in _MASTER_MARKERS or t.is_number:
+            continue
+        if names.keys() & (lemmas(t.norm) | {t.norm}):
+            continue
+        if (nom := name_form(t.text)) is not None:
+            return nom
+    return None
 
 
 def find_service_without(text: str, catalog: Catalog, current: str | None) -> str | None:
