@@ -84,6 +84,12 @@ class SlotFilling(MachineBase):
         st, s = self.state, self.state.slots
         if ex.time:
             s.time, st.part_of_day, st.time_options, st.after = ex.time, None, (), None
+        elif (
+            st.time_options
+            and ex.choice is not None
+            and -len(st.time_options) <= ex.choice < len(st.time_options)
+        ):
+            s.time, st.time_options = st.time_options[ex.choice], ()  # «первое», «второй»
         elif st.time_options and ex.part_of_day:
             # «в 8» → «Вы имеете в виду 08:00 или 20:00?» → «вечера»
             pm = ex.part_of_day in {"afternoon", "evening", "night"}
@@ -203,7 +209,7 @@ class SlotFilling(MachineBase):
         st = self.state
         if st.time_options and st.slots.time is None:
             opts = join_ru([fmt_time(t) for t in st.time_options])
-            return self._ask(self.r("which_half", options=opts), "time")
+            return self._ask(self.r("which_half", options=opts), "choice")
         if st.phone_buffer and st.slots.phone is None:
             return self._ask(
                 self.r("phone_continue", digits=group_digits(st.phone_buffer)), "phone"

@@ -72,6 +72,7 @@ def test_two_different_times_are_asked(phrase: str, options: tuple[time, ...]) -
         ("на следующей неделе", ("на следующей неделе",)),
         ("хочу на 45", ("45",)),
         ("завтра 25 минут", ("25",)),
+        ("давайте первый", ("первый",)),  # a pick, not the 1st: asked when no options
     ],
 )
 def test_words_it_cannot_place_are_reported(phrase: str, unplaced: tuple[str, ...]) -> None:

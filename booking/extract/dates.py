@@ -147,6 +147,12 @@ def _after_n(s: Scan, i: int, today: date) -> DateMention | None:
     return DateMention(today + timedelta(days=n * unit), i, j, s.negated(i))
 
 
+def _day_form(s: Scan, last: int) -> bool:
+    """Whether an ordinal without a month is said as a day: «пятого», «на десятое»,
+    «3-е», «10-го»; not «первый» / «второй» (a pick among options) or «2-й»."""
+    return s.norm(last).endswith(("ого", "его", "ое", "ее", "го", "е"))
+
+
 def _day_of_month(s: Scan, i: int, today: date) -> DateMention | None:
     item = s.num(i)
     if item is None or not 1 <= item.value <= 31:
@@ -157,7 +163,7 @@ def _day_of_month(s: Scan, i: int, today: date) -> DateMention | None:
         last = j
     elif lemma(s.norm(j)) == "число":
         last = j
-    elif item.ordinal and lemma(s.norm(j)) != "час":
+    elif item.ordinal and lemma(s.norm(j)) != "час" and _day_form(s, item.last):
         last = item.last
     else:
         return None
