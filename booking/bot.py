@@ -16,6 +16,8 @@ from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
+from aiohttp import web
+
 from booking.backends import BookingBackend
 from booking.backends.factory import open_backend
 from booking.catalog import Catalog
@@ -30,6 +32,7 @@ from booking.notify.message import Kind, Notification
 from booking.notify.notifier import Notifier
 from booking.notify.sender import OutboxSender
 from booking.notify.settings import NotifySettings
+from booking.privacy import PrivacySettings
 from booking.replies import Replies, load_templates
 from booking.settings import BookingSettings
 from booking.state import Slots
@@ -47,7 +50,8 @@ class BookingProvider:
 
     `notify`: the raw `notify:` section; `clock`: the engine's clock (a simulation's
     "now" reaches an in-process YCLIENTS emulator through it); `run_sender`: deliver
-    the outbox from this process (default) or leave it to `voicebot notifications send`.
+    the outbox from this process (default) or leave it to `voicebot notifications send`;
+    `privacy`: the typed `privacy:` section (notice, retention terms).
     """
 
     def __init__(
@@ -57,8 +61,10 @@ class BookingProvider:
         notify: Mapping[str, Any] | None = None,
         clock: Clock | None = None,
         run_sender: bool = True,
+        privacy: PrivacySettings | None = None,
     ) -> None:
         self.settings = settings
+        self.privacy = privacy or PrivacySettings()
         self.section = dict(settings.section)
         self.config_catalog = settings.catalog
         self.store_url = settings.store
@@ -154,6 +160,13 @@ class BookingProvider:
                 )
             )
 
+    def extra_routes(self, app: web.Application) -> None:
+        """The engine's hook for a domain's own pages: the salon's `/admin`, the
+        `/calendar.ics` feed and the daily retention purge (booking/web)."""
+        from booking.web import mount
+
+        mount(app, self)
+
     async def aclose(self) -> None:
         if self.sender is not None:
             await self.sender.drain()
@@ -183,6 +196,10 @@ class BookingDialogue:
             on_booked=lambda _booking: provider.kick_sender(),
         )
         self.turn_log: list[dict[str, Any]] = []
+        # Voice-to-voice latency (ms) of each answered turn, and engine errors, as the
+        # engine reported them through `on_event`: the salon page shows both.
+        self.turn_latency_ms: list[float] = []
+        self.errors: list[str] = []
         self._history: list[ChatMessage] = []
         self._lock = asyncio.Lock()
         self.faq = FreeQuestions(provider.catalog, provider.faq, ctx.llm, provider.use_llm)
@@ -234,7 +251,15 @@ class BookingDialogue:
                 if det.resolved:
                     got = _only_new_slots(got, st.slots)
                 ex = det.merged_with(got)
-        self.turn_log.append({"text": text, "extracted": ex.to_json(), "llm": used_llm})
+        self.turn_log.append(
+            {
+                "text": text,
+                "expecting": expecting,
+                "resolved": ex.resolved,
+                "extracted": ex.to_json(),
+                "llm": used_llm,
+            }
+        )
         self._history.append(ChatMessage("user", text))
         return ex
 
@@ -250,7 +275,19 @@ class BookingDialogue:
         for part in parts:
             yield part
 
+    def on_event(self, event: Mapping[str, Any]) -> None:
+        """Engine events of this call (runtime forwards them): keeps turn latencies."""
+        if event.get("type") == "turn":
+            total = (event.get("latency_ms") or {}).get("total")
+            if isinstance(total, int | float):
+                self.turn_latency_ms.append(round(float(total), 1))
+        elif event.get("type") == "error":
+            self.errors.append(str(event.get("code", "error")))
+
     async def greet(self) -> AsyncIterator[ReplyPart]:
+        # 152-FZ: the caller hears that the call is recorded before anything else.
+        if self.p.privacy.notice:
+            yield self.p.privacy.notice
         async with self._lock:
             parts = await self.machine.greet()
         async for part in self._emit(parts):
@@ -298,6 +335,13 @@ class BookingDialogue:
             "phase": st.phase.value,
             "path": [t for _, t, _ in st.history],
         }
+        stored_stats = {
+            **stats,
+            "channel": self.ctx.channel,
+            "turn_latency_ms": list(self.turn_latency_ms),
+            "errors": list(self.errors),
+            "notes": list(self.machine.identity.notes),
+        }
         catalog = self.p.catalog
         result: dict[str, Any] = {
             "outcome": st.outcome,
@@ -331,7 +375,7 @@ class BookingDialogue:
             },
             summary=summary,
             booking_id=st.booking.id if st.booking else None,
-            stats=stats,
+            stats=stored_stats,
         )
         try:
             await self.p.store.save_call(record)
@@ -355,13 +399,15 @@ def _only_new_slots(got: Extraction, slots: Slots) -> Extraction:
 
 def build_provider(domain: Mapping[str, Any], options: Mapping[str, Any]) -> BookingProvider:
     """The engine's entry point (config `dialogue.factory`); `options["store"]` is the
-    command line's `--store`. Raises ValueError for a bad `booking:` section."""
+    command line's `--store`. Raises ValueError for a bad `booking:` or `privacy:`
+    section."""
     settings = BookingSettings.parse(domain.get("booking"), store_override=options.get("store"))
     return BookingProvider(
         settings,
         notify=domain.get("notify"),
         clock=options.get("clock"),
         run_sender=bool(options.get("run_sender", True)),
+        privacy=PrivacySettings.from_config(domain.get("privacy")),
     )
 
 

@@ -27,12 +27,24 @@ class CancelFlow(MachineBase):
         """The outbox rows for `kind` about `booking` (none without a notifier)."""
         return self.notify(kind, booking) if self.notify is not None else ()
 
+    async def _cancel_start(self, ex: Extraction) -> list[ReplyPart]:
+        """A cancel request: a booking code said with it proves the booking at once."""
+        st = self.state
+        if by_code := await self.identity.by_code(self._text, self.now()):
+            st.cancel_candidates = by_code
+            return [self._cancel_offer()]
+        return await self._cancel_lookup(ex.phone or st.cancel_phone or self._known_phone())
+
     async def _cancel_lookup(self, phone: str | None) -> list[ReplyPart]:
         st = self.state
         if phone is None:
             return [self._prompt(self.r("cancel_ask_phone"), "phone")]
         st.cancel_phone = phone
         found = await self.backend.find_by_phone(phone, after=self.now())
+        if not self.identity.owns(phone):
+            # A number anyone can say: nothing is read out before a proof.
+            self.identity.wait_for_proof(phone, found)
+            return [self._prompt(self.r("cancel_ask_proof"), "name")]
         if not found:
             self._goto(Phase.COLLECTING, "kept")
             text = self.r("cancel_not_found", phone=self.r.phone(phone))
@@ -51,8 +63,21 @@ class CancelFlow(MachineBase):
         )
         return self._prompt(text, "confirm")
 
+    async def _cancel_proof(self, ex: Extraction) -> list[ReplyPart]:
+        """The caller's answer to «назовите номер записи или имя» (privacy/identity.py)."""
+        proven = await self.identity.prove(self._text, ex.name, self.now())
+        if proven:
+            self.state.cancel_candidates = proven
+            self._goto(Phase.CANCEL_FLOW, "lookup")
+            return [self._cancel_offer()]
+        self.identity.refuse(self.now())
+        self._goto(Phase.COLLECTING, "kept")
+        return [self._prompt(self.r("cancel_not_proven"), "service")]
+
     async def _cancel_turn(self, ex: Extraction) -> list[ReplyPart]:
         st = self.state
+        if self.identity.pending is not None:
+            return await self._cancel_proof(ex)
         if not st.cancel_candidates:
             if ex.phone:
                 return await self._cancel_lookup(ex.phone)

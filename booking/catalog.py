@@ -114,12 +114,15 @@ class Master:
     aliases: tuple[str, ...] = ()
 
 
+DEFAULT_ADDRESS = "Москва, улица Пушкина, дом 10"
+
+
 @dataclass(frozen=True, slots=True)
 class Salon:
     """Name, address, IANA time zone and hours of the salon."""
 
     name: str = "Стиль"
-    address: str = "Москва, улица Пушкина, дом 10"
+    address: str = DEFAULT_ADDRESS
     timezone: str = "Europe/Moscow"
     hours: Hours = field(default_factory=Hours)
 
@@ -147,7 +150,8 @@ class Catalog:
         hours = Hours.from_config(raw_salon.get("hours"))
         salon = Salon(
             name=str(raw_salon.get("name", "Стиль")),
-            address=str(raw_salon.get("address", Salon.address)),
+            # Not `Salon.address`: on a slots dataclass that is the member descriptor.
+            address=str(raw_salon.get("address", DEFAULT_ADDRESS)),
             timezone=str(raw_salon.get("timezone", "Europe/Moscow")),
             hours=hours,
         )

@@ -25,6 +25,7 @@ from booking.machine_base import Understand
 from booking.models import Booking, NewBooking, SlotTaken
 from booking.notify.message import Notify
 from booking.offers import Offers
+from booking.privacy.identity import IdentityGate
 from booking.replies import (
     Replies,
     fmt_date,
@@ -73,6 +74,9 @@ class BookingMachine(SlotFilling, Offers, CancelFlow):
         self.on_booked = on_booked
         self.state = BookingState()
         self.expecting: Expecting = None
+        # Who may hear or cancel a booking (booking/privacy/identity.py).
+        self.identity = IdentityGate(backend, self.caller_id)
+        self._text = ""  # the caller's words this turn (a booking code is matched in it)
 
     # ------------------------------------------------------------------ entry points
 
@@ -105,6 +109,7 @@ class BookingMachine(SlotFilling, Offers, CancelFlow):
             return []
         self.state.turns += 1
         self.state.silence_count = 0
+        self._text = text
         ex = await self.understand(text, self.expecting)
         return await self._handle(ex)
 
@@ -131,7 +136,7 @@ class BookingMachine(SlotFilling, Offers, CancelFlow):
             if st.phase != Phase.CANCEL_FLOW:
                 self._goto(Phase.CANCEL_FLOW, "cancel_request")
             st.cancel_candidates = []
-            return await self._cancel_lookup(ex.phone or st.cancel_phone or self._known_phone())
+            return await self._cancel_start(ex)
         if "restart" in ex.intents and not ex.has_slots:
             self._goto(Phase.COLLECTING, "restart")
             keep_phone = self.caller_id

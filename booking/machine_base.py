@@ -15,6 +15,7 @@ from booking.catalog import Catalog
 from booking.extract import Expecting, Extraction
 from booking.models import Booking
 from booking.notify.message import Notify
+from booking.privacy.identity import IdentityGate
 from booking.replies import Replies, join_ru
 from booking.state import BookingState, Phase
 from booking.transitions import TransitionError, allowed
@@ -35,6 +36,8 @@ class MachineBase:
     clock: Clock
     state: BookingState
     expecting: Expecting
+    identity: IdentityGate  # who may hear or cancel a booking
+    _text: str  # the caller's words this turn
 
     def now(self) -> datetime:
         """The call's current time in the salon's time zone."""

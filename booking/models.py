@@ -35,6 +35,9 @@ class Booking:
     phone: str
     status: str = "active"
     created_at: datetime | None = None
+    # Change counter: bumped by every change (cancel from the bot, the page or the CLI);
+    # the calendar feed publishes it as SEQUENCE (RFC 5545 3.8.7.4).
+    seq: int = 0
 
     def to_json(self, service_name: str | None = None) -> dict[str, Any]:
         """The wire shape (`voicebot simulate`'s `bookings` list, webhook, CLI)."""
@@ -69,6 +72,13 @@ class NewBooking:
 
 @dataclass(slots=True)
 class CallRecord:
+    """One finished call as stored: what was played and heard, what was understood.
+
+    `stats` holds the engine-independent figures the salon page shows: `channel`,
+    `turn_latency_ms` (voice-to-voice per answered turn, ms), `notes` (e.g. an
+    identity check that failed and the call-back it asked for).
+    """
+
     call_id: str
     started_at: datetime
     ended_at: datetime

@@ -220,3 +220,82 @@ async def test_concurrent_processes_book_once(store_url: str) -> None:
 def test_open_store_rejects_unknown_scheme() -> None:
     with pytest.raises(ValueError):
         open_store("mysql://x")
+
+
+async def test_change_counter_cancelled_listing_calls_and_privacy(store: BookingStore) -> None:
+    """seq bumps on cancel; include_cancelled; list_calls window; forget and purge."""
+    from booking.notify.message import Notification
+
+    sms = Notification("booked", "sms", {"name": "Анна"}, recipient="+79161234567")
+    b = await store.create(nb(call_id="c-1"), notify=[sms])
+    assert b.seq == 0
+    done = await store.cancel(b.id)
+    assert done is not None and done.seq == 1 and (await store.get(b.id)).seq == 1
+    window = (T0 - timedelta(hours=1), T0 + timedelta(hours=1))
+    assert await store.list_between(*window) == []
+    (c,) = await store.list_between(*window, include_cancelled=True)
+    assert c.status == "cancelled" and c.seq == 1
+    other = await store.create(nb(master="Петр", phone="+79160000000"))
+    for cid, age_days, text in (
+        ("c-1", 1, "8 916 123-45-67"),
+        ("c-2", 2, "другой"),
+        ("c-old", 200, "старый"),
+    ):
+        t = T0 - timedelta(days=age_days)
+        await store.save_call(
+            CallRecord(
+                cid,
+                t,
+                t,
+                "booked",
+                "r",
+                [{"role": "caller", "text": text, "at_ms": 0}],
+                {},
+                "",
+                None,
+                {"channel": "browser"},
+            )
+        )
+    calls = await store.list_calls(T0 - timedelta(days=3), T0)
+    assert [r.call_id for r in calls] == ["c-1", "c-2"] and calls[0].stats["channel"] == "browser"
+    report = await store.forget_phone("+79161234567")
+    assert report.bookings_anonymized == (b.id,) and report.calls_deleted == ("c-1",)
+    assert len(report.notifications_deleted) == 1
+    gone = await store.get(b.id)
+    assert (gone.name, gone.phone, gone.seq) == ("", "", 2)
+    assert (await store.get(other.id)).phone == "+79160000000"
+    purged = await store.purge(
+        calls_before=T0 - timedelta(days=90), visits_before=T0 - timedelta(days=400)
+    )
+    assert purged.calls_deleted == ("c-old",) and purged.bookings_anonymized == ()
+    assert await store.get_call("c-2") is not None
+
+
+async def test_sqlite_file_of_the_first_release_gains_the_new_columns(tmp_path: Path) -> None:
+    """A database written before `seq` and `calls.started_ts` existed opens and works."""
+    import sqlite3
+
+    path = tmp_path / "old.sqlite3"
+    conn = sqlite3.connect(path)
+    conn.executescript(
+        """CREATE TABLE bookings (id TEXT PRIMARY KEY, call_id TEXT, service TEXT NOT NULL,
+        master TEXT NOT NULL, start_at TEXT NOT NULL, end_at TEXT NOT NULL,
+        start_ts INTEGER NOT NULL, end_ts INTEGER NOT NULL, name TEXT NOT NULL,
+        phone TEXT NOT NULL, status TEXT NOT NULL DEFAULT 'active', created_at TEXT NOT NULL);
+        CREATE TABLE calls (call_id TEXT PRIMARY KEY, started_at TEXT NOT NULL,
+        ended_at TEXT NOT NULL, outcome TEXT NOT NULL, reason TEXT NOT NULL,
+        transcript TEXT NOT NULL, extracted TEXT NOT NULL, summary TEXT NOT NULL,
+        booking_id TEXT, stats TEXT NOT NULL DEFAULT '{}');
+        INSERT INTO calls VALUES ('old', '2026-11-23T10:00:00+03:00', '2026-11-23T10:01:00+03:00',
+        'booked', 'r', '[]', '{}', '', NULL, '{}');"""
+    )
+    conn.close()
+    store = open_store(f"sqlite:///{path}")
+    await store.open()
+    try:
+        b = await store.create(nb())
+        assert (await store.cancel(b.id)).seq == 1
+        calls = await store.list_calls(T0 - timedelta(days=2), T0)
+        assert [c.call_id for c in calls] == ["old"]
+    finally:
+        await store.close()

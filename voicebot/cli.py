@@ -110,6 +110,15 @@ def _parser() -> argparse.ArgumentParser:
     ns.add_argument("--store", default=None)
     ns.add_argument("--config", default=None)
     n.set_defaults(target="booking.notify.cli:run_cli")
+    v = sub.add_parser("privacy", help="personal data: retention purge, forget a person")
+    vsub = v.add_subparsers(dest="privacy_command", required=True)
+    vp = vsub.add_parser("purge", help="delete what is past its retention term (serve: daily)")
+    vf = vsub.add_parser("forget", help="erase every record of one phone; prints a deletion act")
+    vf.add_argument("--phone", required=True, help="the person's phone, e.g. +79161234567")
+    for vx in (vp, vf):
+        vx.add_argument("--store", default=None)
+        vx.add_argument("--config", default=None)
+    v.set_defaults(target="booking.privacy.cli:run_cli")
 
     d = sub.add_parser("diagram", help="print the dialogue state machine as Mermaid")
     d.set_defaults(target="booking.cli:run_diagram")

@@ -95,6 +95,12 @@ class DialogueProvider(Protocol):
 
     async def aclose(self) -> None: ...
 
+    # Optional hooks, looked up with getattr (a provider may lack them):
+    #   extra_routes(app: aiohttp.web.Application) -> None: `voicebot serve` lets the
+    #     domain add its own routes (pages, feeds) and app start-up/clean-up tasks.
+    #   Dialogue.on_event(event: Mapping) -> None: called with each event of its call
+    #     (e.g. "turn" with latency_ms), to keep in the domain's call records.
+
 
 class EchoDialogue:
     """Repeats the caller. The engine's own default and a test fixture."""

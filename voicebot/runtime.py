@@ -231,6 +231,10 @@ class Runtime:
             session_id=session_id,
         )
         session.events.listeners.append(self._collect)
+        # A dialogue may watch its own call's events (turn latency, errors) to keep
+        # them in its records; the engine does not care what it does with them.
+        if (observe := getattr(session.dialogue, "on_event", None)) is not None:
+            session.events.listeners.append(observe)
         self.sessions[session.session_id] = session
         return session
 

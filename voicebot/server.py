@@ -112,6 +112,11 @@ def create_app(
     app.on_shutdown.append(_end_calls)
     add_metrics_route(app, runtime.turn_metrics, runtime.live_calls)
     _mount_telephony(app, runtime)
+    # The dialogue domain may serve pages of its own (the booking bot's salon page and
+    # calendar feed); the engine only offers it the app.
+    extra_routes = getattr(getattr(runtime, "dialogues", None), "extra_routes", None)
+    if extra_routes is not None:
+        extra_routes(app)
     return app
 
 

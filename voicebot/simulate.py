@@ -515,7 +515,8 @@ def run_cli(args: Any) -> int:
             record=bool(args.record),
         )
 
-    logging.getLogger().setLevel(logging.WARNING)
+    if not getattr(args, "log_level", None):  # quiet unless --log-level was asked for
+        logging.getLogger().setLevel(logging.WARNING)
     result = asyncio.run(main())
     report = result.report() | {"store": redact_url(store)}
     if args.record:

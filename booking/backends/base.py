@@ -106,9 +106,15 @@ class BookingBackend(Protocol):
         ...
 
     async def list_between(
-        self, start: datetime, end: datetime, *, master: str | None = None
+        self,
+        start: datetime,
+        end: datetime,
+        *,
+        master: str | None = None,
+        include_cancelled: bool = False,
     ) -> Sequence[Booking]:
-        """Active bookings overlapping [start, end) (the admin page's day view)."""
+        """Bookings overlapping [start, end): active ones (the admin page's day view),
+        and cancelled ones too when `include_cancelled` (the calendar feed)."""
         ...
 
     async def get(self, booking_id: str) -> Booking | None:

@@ -75,10 +75,17 @@ class LocalBackend:
         return await self.store.find_by_phone(phone, after=after)
 
     async def list_between(
-        self, start: datetime, end: datetime, *, master: str | None = None
+        self,
+        start: datetime,
+        end: datetime,
+        *,
+        master: str | None = None,
+        include_cancelled: bool = False,
     ) -> Sequence[Booking]:
         """Store range query."""
-        return await self.store.list_between(start, end, master=master)
+        return await self.store.list_between(
+            start, end, master=master, include_cancelled=include_cancelled
+        )
 
     async def get(self, booking_id: str) -> Booking | None:
         """Store lookup by id."""

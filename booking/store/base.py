@@ -9,6 +9,7 @@ from typing import Protocol
 from booking.models import Booking, CallRecord, NewBooking
 from booking.notify.message import Notification
 from booking.notify.outbox import Outbox
+from booking.privacy.act import PurgeReport
 
 
 class BookingStore(Protocol):
@@ -32,9 +33,15 @@ class BookingStore(Protocol):
         ...
 
     async def list_between(
-        self, start: datetime, end: datetime, *, master: str | None = None
+        self,
+        start: datetime,
+        end: datetime,
+        *,
+        master: str | None = None,
+        include_cancelled: bool = False,
     ) -> Sequence[Booking]:
-        """Active bookings that overlap [start, end)."""
+        """Bookings that overlap [start, end): active ones, and cancelled ones too when
+        `include_cancelled` (the calendar feed publishes those as STATUS:CANCELLED)."""
         ...
 
     async def list_all(self, *, include_cancelled: bool = False) -> Sequence[Booking]: ...
@@ -50,13 +57,27 @@ class BookingStore(Protocol):
     async def cancel(
         self, booking_id: str, *, notify: Sequence[Notification] = ()
     ) -> Booking | None:
-        """Mark cancelled (with `notify` rows in the same transaction); returns the
-        booking, or None if no active one has this id."""
+        """Mark cancelled and bump the change counter `seq` (with `notify` rows in the
+        same transaction); returns the booking, or None if no active one has this id."""
         ...
 
     async def save_call(self, record: CallRecord) -> None: ...
 
     async def get_call(self, call_id: str) -> CallRecord | None: ...
+
+    async def list_calls(self, start: datetime, end: datetime) -> Sequence[CallRecord]:
+        """Call records that started in [start, end), newest first."""
+        ...
+
+    async def purge(self, *, calls_before: datetime, visits_before: datetime) -> PurgeReport:
+        """Retention: delete call records started before `calls_before`; erase name and
+        phone of bookings whose visit ended before `visits_before` and delete their calls."""
+        ...
+
+    async def forget_phone(self, phone: str) -> PurgeReport:
+        """Erase every record of the person with this E.164 phone: bookings anonymized,
+        call records that name the phone (in any field) deleted, the files compacted."""
+        ...
 
 
 def open_store(url: str) -> BookingStore:

@@ -19,6 +19,8 @@ from psycopg_pool import AsyncConnectionPool
 
 from booking.models import Booking, CallRecord, NewBooking, SlotTaken, StoreError, new_booking_id
 from booking.notify.message import Notification
+from booking.privacy.act import PurgeReport
+from booking.store import postgres_privacy
 from booking.store.pg_outbox import SCHEMA as OUTBOX_SCHEMA
 from booking.store.pg_outbox import PgOutbox, insert_rows
 
@@ -36,6 +38,7 @@ SCHEMA = [
         phone TEXT NOT NULL,
         status TEXT NOT NULL DEFAULT 'active',
         created_at TIMESTAMPTZ NOT NULL DEFAULT now(),
+        seq INTEGER NOT NULL DEFAULT 0,
         CHECK (end_at > start_at),
         CONSTRAINT bookings_no_overlap EXCLUDE USING gist
             (master WITH =, tstzrange(start_at, end_at) WITH &&) WHERE (status = 'active')
@@ -55,9 +58,16 @@ SCHEMA = [
         booking_id TEXT,
         stats JSONB NOT NULL DEFAULT '{}'
     )""",
+    # Added after the first release (change counter for the calendar feed's SEQUENCE).
+    "ALTER TABLE bookings ADD COLUMN IF NOT EXISTS seq INTEGER NOT NULL DEFAULT 0",
+    "CREATE INDEX IF NOT EXISTS calls_started ON calls(started_at)",
 ]
 
-_COLS = "id, call_id, service, master, start_at, end_at, tz, name, phone, status, created_at"
+_COLS = "id, call_id, service, master, start_at, end_at, tz, name, phone, status, created_at, seq"
+_CALL_COLS = (
+    "call_id, started_at, ended_at, outcome, reason, transcript, extracted,"
+    " summary, booking_id, stats"
+)
 
 
 def _tz_name(dt: datetime) -> str:
@@ -78,6 +88,22 @@ def _row_to_booking(row: Sequence[Any]) -> Booking:
         phone=row[8],
         status=row[9],
         created_at=row[10].astimezone(tz),
+        seq=int(row[11]),
+    )
+
+
+def _row_to_call(row: Sequence[Any]) -> CallRecord:
+    return CallRecord(
+        call_id=row[0],
+        started_at=row[1],
+        ended_at=row[2],
+        outcome=row[3],
+        reason=row[4],
+        transcript=row[5],
+        extracted=row[6],
+        summary=row[7],
+        booking_id=row[8],
+        stats=row[9],
     )
 
 
@@ -170,12 +196,16 @@ class PostgresStore:
             return [_row_to_booking(r) for r in await cur.fetchall()]
 
     async def list_between(
-        self, start: datetime, end: datetime, *, master: str | None = None
+        self,
+        start: datetime,
+        end: datetime,
+        *,
+        master: str | None = None,
+        include_cancelled: bool = False,
     ) -> Sequence[Booking]:
-        sql = (
-            f"SELECT {_COLS} FROM bookings WHERE status = 'active'"
-            " AND start_at < %s AND end_at > %s"
-        )
+        """Bookings overlapping [start, end), active only unless `include_cancelled`."""
+        active = "" if include_cancelled else "status = 'active' AND "
+        sql = f"SELECT {_COLS} FROM bookings WHERE {active}start_at < %s AND end_at > %s"
         params: list[Any] = [end, start]
         if master is not None:
             sql += " AND master = %s"
@@ -205,7 +235,8 @@ class PostgresStore:
     ) -> Booking | None:
         async with self.pool.connection() as conn, conn.transaction():
             cur = await conn.execute(
-                "UPDATE bookings SET status = 'cancelled' WHERE id = %s AND status = 'active'"
+                "UPDATE bookings SET status = 'cancelled', seq = seq + 1"
+                " WHERE id = %s AND status = 'active'"
                 f" RETURNING {_COLS}",
                 (booking_id,),
             )
@@ -243,22 +274,29 @@ class PostgresStore:
     async def get_call(self, call_id: str) -> CallRecord | None:
         async with self.pool.connection() as conn:
             cur = await conn.execute(
-                "SELECT call_id, started_at, ended_at, outcome, reason, transcript, extracted,"
-                " summary, booking_id, stats FROM calls WHERE call_id = %s",
-                (call_id,),
+                f"SELECT {_CALL_COLS} FROM calls WHERE call_id = %s", (call_id,)
             )
             row = await cur.fetchone()
-        if row is None:
-            return None
-        return CallRecord(
-            call_id=row[0],
-            started_at=row[1],
-            ended_at=row[2],
-            outcome=row[3],
-            reason=row[4],
-            transcript=row[5],
-            extracted=row[6],
-            summary=row[7],
-            booking_id=row[8],
-            stats=row[9],
-        )
+        return _row_to_call(row) if row is not None else None
+
+    async def list_calls(self, start: datetime, end: datetime) -> Sequence[CallRecord]:
+        """Calls that started in [start, end), newest first."""
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(
+                f"SELECT {_CALL_COLS} FROM calls WHERE started_at >= %s AND started_at < %s"
+                " ORDER BY started_at DESC",
+                (start, end),
+            )
+            return [_row_to_call(r) for r in await cur.fetchall()]
+
+    async def purge(self, *, calls_before: datetime, visits_before: datetime) -> PurgeReport:
+        """Retention (see booking/store/postgres_privacy.py)."""
+        async with self.pool.connection() as conn:
+            return await postgres_privacy.purge(
+                conn, calls_before=calls_before, visits_before=visits_before
+            )
+
+    async def forget_phone(self, phone: str) -> PurgeReport:
+        """Remove every record of one person (see booking/store/postgres_privacy.py)."""
+        async with self.pool.connection() as conn:
+            return await postgres_privacy.forget_phone(conn, phone)

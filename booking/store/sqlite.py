@@ -18,6 +18,8 @@ from typing import Any, TypeVar
 
 from booking.models import Booking, CallRecord, NewBooking, SlotTaken, StoreError, new_booking_id
 from booking.notify.message import Notification
+from booking.privacy.act import PurgeReport
+from booking.store import sqlite_privacy
 from booking.store.sqlite_outbox import SCHEMA as OUTBOX_SCHEMA
 from booking.store.sqlite_outbox import SqliteOutbox, insert_rows
 
@@ -37,6 +39,7 @@ CREATE TABLE IF NOT EXISTS bookings (
     phone TEXT NOT NULL,
     status TEXT NOT NULL DEFAULT 'active',
     created_at TEXT NOT NULL,
+    seq INTEGER NOT NULL DEFAULT 0,
     CHECK (end_ts > start_ts)
 );
 CREATE UNIQUE INDEX IF NOT EXISTS bookings_call_active
@@ -53,11 +56,36 @@ CREATE TABLE IF NOT EXISTS calls (
     extracted TEXT NOT NULL,
     summary TEXT NOT NULL,
     booking_id TEXT,
-    stats TEXT NOT NULL DEFAULT '{}'
+    stats TEXT NOT NULL DEFAULT '{}',
+    started_ts INTEGER
 );
 """
 
-_COLS = "id, call_id, service, master, start_at, end_at, name, phone, status, created_at"
+_COLS = "id, call_id, service, master, start_at, end_at, name, phone, status, created_at, seq"
+# Columns added after the first release: (table, column, DDL), applied at open.
+_MIGRATIONS = (
+    ("bookings", "seq", "ALTER TABLE bookings ADD COLUMN seq INTEGER NOT NULL DEFAULT 0"),
+    ("calls", "started_ts", "ALTER TABLE calls ADD COLUMN started_ts INTEGER"),
+)
+_CALL_COLS = (
+    "call_id, started_at, ended_at, outcome, reason, transcript, extracted,"
+    " summary, booking_id, stats"
+)
+
+
+def _row_to_call(row: Sequence[Any]) -> CallRecord:
+    return CallRecord(
+        call_id=row[0],
+        started_at=datetime.fromisoformat(row[1]),
+        ended_at=datetime.fromisoformat(row[2]),
+        outcome=row[3],
+        reason=row[4],
+        transcript=json.loads(row[5]),
+        extracted=json.loads(row[6]),
+        summary=row[7],
+        booking_id=row[8],
+        stats=json.loads(row[9]),
+    )
 
 
 def _row_to_booking(row: Sequence[Any]) -> Booking:
@@ -72,6 +100,7 @@ def _row_to_booking(row: Sequence[Any]) -> Booking:
         phone=row[7],
         status=row[8],
         created_at=datetime.fromisoformat(row[9]),
+        seq=int(row[10]),
     )
 
 
@@ -131,8 +160,19 @@ class SqliteStore:
             if self.path != ":memory:":
                 conn.execute("PRAGMA journal_mode = WAL")
             conn.execute("PRAGMA synchronous = FULL")
+            # Deleted personal data is overwritten, not left in free pages (152-FZ
+            # deletion must really delete; `voicebot privacy forget` relies on it).
+            conn.execute("PRAGMA secure_delete = ON")
             conn.executescript(SCHEMA)
             conn.executescript(OUTBOX_SCHEMA)
+            for table, column, ddl in _MIGRATIONS:
+                have = {r[1] for r in conn.execute(f"PRAGMA table_info({table})")}
+                if column not in have:
+                    conn.execute(ddl)
+            conn.execute(
+                "UPDATE calls SET started_ts = unixepoch(started_at) WHERE started_ts IS NULL"
+            )
+            conn.execute("CREATE INDEX IF NOT EXISTS calls_started ON calls(started_ts)")
             return conn
 
         if self._conn is None:
@@ -182,7 +222,7 @@ class SqliteStore:
                         break
                 conn.execute(
                     f"INSERT INTO bookings ({_COLS}, start_ts, end_ts)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'active', ?, ?, ?)",
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'active', ?, 0, ?, ?)",
                     (
                         bid,
                         booking.call_id,
@@ -218,11 +258,16 @@ class SqliteStore:
         return await self._run(tx)
 
     async def list_between(
-        self, start: datetime, end: datetime, *, master: str | None = None
+        self,
+        start: datetime,
+        end: datetime,
+        *,
+        master: str | None = None,
+        include_cancelled: bool = False,
     ) -> Sequence[Booking]:
-        sql = (
-            f"SELECT {_COLS} FROM bookings WHERE status = 'active' AND start_ts < ? AND end_ts > ?"
-        )
+        """Bookings overlapping [start, end), active only unless `include_cancelled`."""
+        active = "" if include_cancelled else "status = 'active' AND "
+        sql = f"SELECT {_COLS} FROM bookings WHERE {active}start_ts < ? AND end_ts > ?"
         params: list[Any] = [int(end.timestamp()), int(start.timestamp())]
         if master is not None:
             sql += " AND master = ?"
@@ -269,14 +314,17 @@ class SqliteStore:
                 if row is None:
                     c.execute("COMMIT")
                     return None
-                c.execute("UPDATE bookings SET status = 'cancelled' WHERE id = ?", (booking_id,))
+                c.execute(
+                    "UPDATE bookings SET status = 'cancelled', seq = seq + 1 WHERE id = ?",
+                    (booking_id,),
+                )
                 insert_rows(c, notify, booking_id, datetime.now(UTC))
                 c.execute("COMMIT")
             except BaseException:
                 c.execute("ROLLBACK")
                 raise
             b = _row_to_booking(row)
-            return Booking(**{**_asdict(b), "status": "cancelled"})
+            return Booking(**{**_asdict(b), "status": "cancelled", "seq": b.seq + 1})
 
         return await self._run(tx)
 
@@ -284,8 +332,8 @@ class SqliteStore:
         def tx(c: sqlite3.Connection) -> None:
             c.execute(
                 "INSERT OR REPLACE INTO calls (call_id, started_at, ended_at, outcome, reason,"
-                " transcript, extracted, summary, booking_id, stats)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " transcript, extracted, summary, booking_id, stats, started_ts)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     record.call_id,
                     record.started_at.isoformat(),
@@ -297,6 +345,7 @@ class SqliteStore:
                     record.summary,
                     record.booking_id,
                     json.dumps(record.stats, ensure_ascii=False),
+                    int(record.started_at.timestamp()),
                 ),
             )
 
@@ -305,26 +354,37 @@ class SqliteStore:
     async def get_call(self, call_id: str) -> CallRecord | None:
         def q(c: sqlite3.Connection) -> CallRecord | None:
             row = c.execute(
-                "SELECT call_id, started_at, ended_at, outcome, reason, transcript, extracted,"
-                " summary, booking_id, stats FROM calls WHERE call_id = ?",
-                (call_id,),
+                f"SELECT {_CALL_COLS} FROM calls WHERE call_id = ?", (call_id,)
             ).fetchone()
-            if row is None:
-                return None
-            return CallRecord(
-                call_id=row[0],
-                started_at=datetime.fromisoformat(row[1]),
-                ended_at=datetime.fromisoformat(row[2]),
-                outcome=row[3],
-                reason=row[4],
-                transcript=json.loads(row[5]),
-                extracted=json.loads(row[6]),
-                summary=row[7],
-                booking_id=row[8],
-                stats=json.loads(row[9]),
-            )
+            return _row_to_call(row) if row is not None else None
 
         return await self._read(q)
+
+    async def list_calls(self, start: datetime, end: datetime) -> Sequence[CallRecord]:
+        """Calls that started in [start, end), newest first."""
+
+        def q(c: sqlite3.Connection) -> list[CallRecord]:
+            rows = c.execute(
+                f"SELECT {_CALL_COLS} FROM calls WHERE started_ts >= ? AND started_ts < ?"
+                " ORDER BY started_ts DESC",
+                (int(start.timestamp()), int(end.timestamp())),
+            ).fetchall()
+            return [_row_to_call(r) for r in rows]
+
+        return await self._read(q)
+
+    async def purge(self, *, calls_before: datetime, visits_before: datetime) -> PurgeReport:
+        """Retention: delete call records older than `calls_before`, anonymize bookings
+        whose visit ended before `visits_before` (see booking/store/sqlite_privacy.py)."""
+        return await self._run(
+            lambda c: sqlite_privacy.purge(
+                c, calls_before=calls_before, visits_before=visits_before
+            )
+        )
+
+    async def forget_phone(self, phone: str) -> PurgeReport:
+        """Remove every record of one person (152-FZ art. 21); see sqlite_privacy."""
+        return await self._run(lambda c: sqlite_privacy.forget_phone(c, phone))
 
 
 def _asdict(b: Booking) -> dict[str, Any]:

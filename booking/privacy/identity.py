@@ -1,0 +1,116 @@
+"""Who may hear or cancel a booking found by phone number.
+
+Anyone can say a phone number, so a number alone proves nothing. A booking's details
+are read out, and its cancellation accepted, only with one of these proofs:
+
+- the telephony caller id is the booking's phone;
+- the caller says the booking code (the bot read it out when booking: «Номер записи …»);
+- the caller says the name on the booking, for the phone they gave.
+
+Without proof the caller hears the same words whether or not the number has bookings
+(no oracle for "is X a client here"), the salon is asked to call the booking's number
+back, and a note goes into the call record (`notes`) for the salon's page.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol
+
+from booking.models import Booking
+from voicebot.redact import mask_number
+
+# Cyrillic letters that look or sound like the Latin ones in booking codes (speech
+# recognition writes «К7М2QХ» as often as «K7M2QX»).
+_LOOKALIKE = str.maketrans("АВЕКМНОРСТУХ", "ABEKMHOPCTYX")
+_CODE_CHARS = "23456789ABCDEFGHJKMNPQRSTUVWXYZ"  # booking.models._ID_ALPHABET
+_RUN = re.compile(f"[{_CODE_CHARS}]{{6,}}")
+MAX_CODE_LOOKUPS = 20
+
+
+class BookingLookup(Protocol):
+    """What the gate needs of the booking backend (booking.backends.base)."""
+
+    async def get(self, booking_id: str) -> Booking | None:
+        """One booking by id, any status; None when unknown."""
+        ...
+
+
+def code_candidates(text: str) -> list[str]:
+    """Every 6-character window of code characters in `text`, separators removed
+    («K7M 2QX», «к-7-м-2-q-х» → «K7M2QX»), first 20 only."""
+    compact = re.sub(r"[\s\-.,:;]", "", text.upper().translate(_LOOKALIKE))
+    out: list[str] = []
+    for run in _RUN.findall(compact):
+        out += [run[i : i + 6] for i in range(len(run) - 5)]
+    return list(dict.fromkeys(out))[:MAX_CODE_LOOKUPS]
+
+
+def _first_name(name: str) -> str:
+    words = name.casefold().replace("ё", "е").split()
+    return words[0] if words else ""
+
+
+def name_matches(said: str | None, booking: Booking) -> bool:
+    """The caller's name (as extracted, nominative) is the booking's first name."""
+    return bool(said and booking.name) and _first_name(said) == _first_name(booking.name)
+
+
+@dataclass(slots=True)
+class IdentityGate:
+    """One call's identity checks. `pending` holds the bookings found for a phone the
+    caller has not proven yet (None: not waiting for a proof)."""
+
+    store: BookingLookup
+    caller_id: str | None
+    pending: list[Booking] | None = None
+    pending_phone: str | None = None
+    notes: list[dict[str, Any]] = field(default_factory=list)
+
+    def owns(self, phone: str | None) -> bool:
+        """The caller id is this phone (the network vouches for it)."""
+        return bool(phone and self.caller_id and phone == self.caller_id)
+
+    def wait_for_proof(self, phone: str, found: Sequence[Booking]) -> None:
+        """Remember what was found for an unproven phone until the caller proves it."""
+        self.pending, self.pending_phone = list(found), phone
+
+    async def by_code(self, text: str, now: datetime) -> list[Booking]:
+        """Active future bookings whose code the caller said."""
+        codes = code_candidates(text)
+        if self.pending:
+            hit = [b for b in self.pending if b.id in codes]
+            if hit:
+                return hit
+        found: list[Booking] = []
+        for code in codes:
+            b = await self.store.get(code)
+            if b is not None and b.status == "active" and b.end > now:
+                found.append(b)
+        return found
+
+    async def prove(self, text: str, name: str | None, now: datetime) -> list[Booking]:
+        """The pending bookings the caller's answer proves (by code or by name); clears
+        the pending state either way."""
+        pending, self.pending = self.pending or [], None
+        by_code = await self.by_code(text, now)
+        if by_code:
+            return by_code
+        return [b for b in pending if name_matches(name, b)]
+
+    def refuse(self, now: datetime) -> None:
+        """Note an unproven request: the salon should call the booking's number back."""
+        self.notes.append(
+            {
+                "kind": "identity_not_proven",
+                "at": now.isoformat(timespec="seconds"),
+                "phone": self.pending_phone,
+                "action": "call_back",
+                "text": "Не подтвердил личность для записи на номер "
+                f"{mask_number(self.pending_phone)}: перезвонить на номер из записи.",
+            }
+        )
+        self.pending_phone = None

@@ -1,0 +1,59 @@
+"""The retention purge: what `voicebot privacy purge` runs, and `serve` runs daily."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
+
+from aiohttp import web
+
+from booking.privacy import PrivacySettings
+from booking.privacy.act import PurgeReport
+from booking.store.base import BookingStore
+
+if TYPE_CHECKING:
+    from booking.bot import BookingProvider
+
+log = logging.getLogger(__name__)
+
+
+async def purge(store: BookingStore, settings: PrivacySettings, now: datetime) -> PurgeReport:
+    """Apply both retention terms as of `now`."""
+    return await store.purge(
+        calls_before=now - timedelta(days=settings.retention_days),
+        visits_before=now - timedelta(days=settings.booking_retention_days),
+    )
+
+
+def add_daily_purge(app: web.Application, provider: BookingProvider) -> None:
+    """Run the purge at start-up and every `privacy.purge_every_h` hours while serving.
+    Several processes may run it at once: each pass is one store transaction, and a
+    second pass finds nothing left to delete."""
+
+    async def loop() -> None:
+        every = provider.privacy.purge_every_h * 3600
+        while True:
+            try:
+                report = await purge(provider.store, provider.privacy, datetime.now(UTC))
+                if not report.empty:
+                    log.info(
+                        "retention purge: %d booking(s) anonymized, %d call record(s) deleted",
+                        len(report.bookings_anonymized),
+                        len(report.calls_deleted),
+                    )
+            except Exception:
+                log.exception("retention purge failed; retrying at the next run")
+            await asyncio.sleep(every)
+
+    async def ctx(app: web.Application) -> AsyncIterator[None]:
+        task = asyncio.get_running_loop().create_task(loop(), name="privacy-purge")
+        yield
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    app.cleanup_ctx.append(ctx)

@@ -1,0 +1,188 @@
+"""The salon's page and calendar feed over HTTP: tokens, cookie, CSRF, masked phones,
+the day view, cancel, booking by hand, calls, numbers and the iCalendar feed."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from icalendar import Calendar
+
+from booking.web.auth import AdminAuth
+from tests.admin_fixtures import ADMIN, CAL, PHONE, salon_app, seed, tomorrow_at
+
+BEARER = {"Authorization": f"Bearer {ADMIN}"}
+
+
+async def _login(client) -> str:
+    r = await client.post(
+        "/admin/login", data={"token": ADMIN, "next": "/admin"}, allow_redirects=False
+    )
+    assert r.status == 303
+    cookie = r.headers["Set-Cookie"]
+    assert "HttpOnly" in cookie and "SameSite=Strict" in cookie and "Path=/admin" in cookie
+    page = await (await client.get("/admin")).text()
+    return re.search(r'name="csrf" value="([0-9a-f]+)"', page).group(1)
+
+
+async def test_off_without_token_says_how_to_turn_it_on(tmp_path: Path) -> None:
+    async with salon_app(tmp_path, env={}) as (client, provider):
+        await seed(provider)
+        r = await client.get("/admin")
+        text = await r.text()
+        assert r.status == 503 and "VOICEBOT_ADMIN_TOKEN" in text and "Анна" not in text
+        assert (await client.get("/admin/api/day", headers=BEARER)).status == 503
+        assert (await client.get("/calendar.ics?token=x")).status == 404
+
+
+async def test_wrong_token_gets_401_and_no_data(tmp_path: Path) -> None:
+    async with salon_app(tmp_path) as (client, provider):
+        b = await seed(provider)
+        day = b.start.date().isoformat()
+        for headers in ({}, {"Authorization": "Bearer wrong"}):
+            for path in (
+                f"/admin?date={day}",
+                "/admin/calls",
+                "/admin/calls/c1",
+                f"/admin/api/bookings/{b.id}/phone",
+                "/admin/numbers",
+            ):
+                r = await client.get(path, headers=headers)
+                text = await r.text()
+                assert r.status == 401, path
+                assert "Анна" not in text and PHONE[2:] not in re.sub(r"\D", "", text)
+        r = await client.post("/admin/login", data={"token": "wrong"})
+        assert r.status == 401 and "Неверный токен" in await r.text()
+        assert "Set-Cookie" not in r.headers
+        client.session.cookie_jar.update_cookies({"vb_admin": "9999999999.deadbeef"})
+        assert (await client.get("/admin")).status == 401  # a forged cookie
+        r = await client.post(f"/admin/bookings/{b.id}/cancel", data={"csrf": "x"})
+        assert r.status == 401 and (await provider.store.get(b.id)).status == "active"
+        assert (await client.get("/calendar.ics")).status == 401
+        assert (await client.get(f"/calendar.ics?token={ADMIN}")).status == 401
+
+
+async def test_day_view_masks_phones_until_clicked_and_cancels_with_csrf(tmp_path: Path) -> None:
+    async with salon_app(tmp_path) as (client, provider):
+        b = await seed(provider)
+        csrf = await _login(client)
+        html = await (await client.get(f"/admin?date={b.start.date()}")).text()
+        assert f'data-booking-id="{b.id}"' in html and "Анна" in html and "Стрижка" in html
+        assert 'data-master="Иван"' in html
+        assert PHONE not in html and "9161234567" not in re.sub(r"\D", "", html)
+        r = await client.get(f"/admin/api/bookings/{b.id}/phone")
+        assert (await r.json())["phone"] == PHONE
+        # The confirmation step, then a POST without / with the CSRF token.
+        confirm = await (await client.get(f"/admin/bookings/{b.id}/cancel")).text()
+        assert "Да, отменить" in confirm
+        r = await client.post(f"/admin/bookings/{b.id}/cancel", data={"csrf": "forged"})
+        assert r.status == 403 and (await provider.store.get(b.id)).status == "active"
+        r = await client.post(
+            f"/admin/bookings/{b.id}/cancel", data={"csrf": csrf}, allow_redirects=False
+        )
+        assert r.status == 303
+        after = await provider.store.get(b.id)
+        assert after.status == "cancelled" and after.seq == b.seq + 1
+        html = await (await client.get(f"/admin?date={b.start.date()}")).text()
+        assert f'data-booking-id="{b.id}"' not in html
+
+
+async def test_booking_by_hand_uses_the_bots_checks(tmp_path: Path) -> None:
+    async with salon_app(tmp_path) as (client, provider):
+        b = await seed(provider, hour=15, master="Иван")
+        day = b.start.date().isoformat()
+        form = {
+            "date": day,
+            "time": "15:00",
+            "service": "haircut",
+            "master": "Иван",
+            "name": "Борис",
+            "phone": "8 903 111-22-33",
+        }
+        r = await client.post(
+            "/admin/bookings", data=form, headers={**BEARER, "Accept": "application/json"}
+        )
+        assert r.status == 409 and "занято" in (await r.json())["error"]
+        r = await client.post(
+            "/admin/bookings",
+            data={**form, "time": "20:50"},
+            headers={**BEARER, "Accept": "application/json"},
+        )
+        assert r.status == 409 and "не работает" in (await r.json())["error"]
+        r = await client.post(
+            "/admin/bookings",
+            data={**form, "master": ""},
+            headers={**BEARER, "Accept": "application/json"},
+        )
+        made = await r.json()
+        assert r.status == 201 and made["master"] != "Иван" and made["phone"] == "+79031112233"
+        day_json = await (await client.get(f"/admin/api/day?date={day}", headers=BEARER)).json()
+        assert {x["id"] for x in day_json} == {b.id, made["id"]}
+        # A cookie session must carry the CSRF token to create, too.
+        await _login(client)
+        r = await client.post("/admin/bookings", data={**form, "time": "16:00"})
+        assert r.status == 403
+
+
+async def test_calls_and_numbers(tmp_path: Path) -> None:
+    async with salon_app(tmp_path) as (client, provider):
+        b = await seed(provider)
+        await _login(client)
+        html = await (await client.get("/admin/calls")).text()
+        assert 'data-call-id="c1"' in html and 'data-outcome="booked"' in html
+        assert "420 · 610 мс" in html or "420 · 611 мс" in html
+        detail = await (await client.get("/admin/calls/c1")).text()
+        assert "Стрижка завтра, Анна" in detail and b.id in detail and "browser" in detail
+        figures = await (
+            await client.get("/admin/numbers?days=7", headers={"Accept": "application/json"})
+        ).json()
+        today = figures[-1]
+        assert today["calls"] == 1 and today["booked"] == 1 and today["booking_rate"] == 1.0
+        assert today["latency_median_ms"] in (515, 516) and today["latency_p95_ms"] > 590
+        page = await (await client.get("/admin/numbers")).text()
+        assert "/admin/static/chart.min.js" in page and 'id="figures"' in page
+        js = await client.get("/admin/static/chart.min.js")
+        assert js.status == 200 and "Chart.js" in (await js.text())[:200]
+
+
+async def test_calendar_feed_uid_sequence_and_cancellation(tmp_path: Path) -> None:
+    async with salon_app(tmp_path) as (client, provider):
+        b = await seed(provider)
+        other = await seed_other(provider)
+        r = await client.get(f"/calendar.ics?token={CAL}")
+        assert r.status == 200 and r.content_type == "text/calendar"
+        cal = Calendar.from_ical(await r.read())
+        assert [str(tz["TZID"]) for tz in cal.walk("VTIMEZONE")] == ["Europe/Moscow"]
+        events = {str(e["UID"]): e for e in cal.walk("VEVENT")}
+        ev = events[f"{b.id}@voicebot.local"]
+        assert ev["STATUS"] == "CONFIRMED" and int(ev["SEQUENCE"]) == 0
+        assert ev.decoded("DTSTART") == b.start and PHONE not in (await r.text())
+        await provider.store.cancel(b.id)
+        cal2 = Calendar.from_ical(await (await client.get(f"/calendar.ics?token={CAL}")).read())
+        ev2 = {str(e["UID"]): e for e in cal2.walk("VEVENT")}[f"{b.id}@voicebot.local"]
+        assert ev2["STATUS"] == "CANCELLED" and int(ev2["SEQUENCE"]) > int(ev["SEQUENCE"])
+        per_master = Calendar.from_ical(
+            await (await client.get(f"/calendar.ics?token={CAL}&master=Петр")).read()
+        )
+        assert [str(e["UID"]) for e in per_master.walk("VEVENT")] == [f"{other.id}@voicebot.local"]
+        assert (await client.get(f"/calendar.ics?token={CAL}&master=Никто")).status == 404
+
+
+async def seed_other(provider):
+    from datetime import timedelta
+
+    from booking.models import NewBooking
+
+    start = tomorrow_at(provider, 11)
+    return await provider.store.create(
+        NewBooking("styling", "Петр", start, start + timedelta(minutes=20), "Олег", "+79160000000")
+    )
+
+
+def test_session_cookie_expires_and_dies_with_the_token() -> None:
+    auth = AdminAuth("one")
+    cookie = auth.new_session(now=1000.0)
+    assert auth.session_ok(cookie, now=1001.0)
+    assert not auth.session_ok(cookie, now=1000.0 + 13 * 3600)
+    assert not AdminAuth("two").session_ok(cookie, now=1001.0)
+    assert auth.csrf_ok(cookie, auth.csrf_for(cookie)) and not auth.csrf_ok(cookie, "x")
