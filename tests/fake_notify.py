@@ -62,6 +62,7 @@ class FakeTelegram(FakeServer):
         self.hold = False
         self.held = 0
         self.release = asyncio.Event()
+        self.arrived = asyncio.Event()  # set on every accepted message
         self.app.router.add_post("/bot{token}/sendMessage", self._send)
 
     async def _send(self, request: web.Request) -> web.Response:
@@ -101,6 +102,7 @@ class FakeTelegram(FakeServer):
                 status=400,
             )
         self.sent.append(Sent(str(body["chat_id"]), text))
+        self.arrived.set()
         return web.json_response(
             {
                 "ok": True,
