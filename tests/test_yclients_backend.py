@@ -423,3 +423,21 @@ async def test_bookings_cli_reads_and_cancels_in_yclients(
     ns = argparse.Namespace(bookings_command="cancel", id=booking.id, store=store, config=str(cfg))
     assert await run_cli(ns) == 0
     assert [r.deleted for r in emulator.company.records] == [True]
+
+
+async def test_fully_booked_day_alternatives_fit_the_rate_budget(
+    backend: YclientsBackend, emulator: YclientsEmulator
+) -> None:
+    day_start = WANTED.replace(hour=9)
+    for staff in (101, 102, 103):  # every master busy all day on the 24th
+        emulator.company.records.append(
+            EmuRecord(staff, staff, [1], day_start, 12 * 3600, "Занято", "79160000000", "")
+        )
+    before = len(emulator.calls)
+    master, problem = await backend.check("haircut", WANTED, NOW)
+    assert (master, problem) == (None, "taken")
+    opts = await backend.nearest("haircut", WANTED, NOW)
+    assert opts and opts[0].start == WANTED + timedelta(days=1) and opts[0].master == "Иван"
+    # 3 masters' times for the day + one merged list and one master for the next day:
+    # within YCLIENTS' 5 requests per second, so the caller does not wait a second.
+    assert len(emulator.calls) - before <= 5

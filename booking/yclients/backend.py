@@ -35,6 +35,7 @@ from booking.yclients import wire
 from booking.yclients.catalog import CatalogMap, build_catalog
 from booking.yclients.client import YclientsClient
 from booking.yclients.errors import SMS_CODE_HELP, map_error
+from booking.yclients.records import record_with_lookup, to_booking
 from booking.yclients.settings import EMULATOR, YclientsSettings
 from booking.yclients.times import FreeTimes, nearest_options
 from voicebot.clock import Clock, RealClock
@@ -292,53 +293,61 @@ class YclientsBackend:
         """Same time with another master, nearest that day, then the next free date."""
         same_any = await self.free_starts(service, wanted.date(), now)
         same = [o for o in same_any if master is None or o.master == master]
-        later: list[Option] = []
-        try:
+        later = await self._next_day(service, wanted, now, master)
+        return nearest_options(same_any, same, later, wanted, master)
+
+    async def _next_day(
+        self, service: str, wanted: datetime, now: datetime, master: str | None
+    ) -> list[Option]:
+        """Options on the first later day with free time (within a week): the day after
+        is tried first, `book_dates` is asked only when that day is full. For any
+        master one merged `book_times` (staff 0) finds the time, then the first master
+        free at it: 2 requests where one per master would outrun 5 requests/s."""
+        day = wanted.date() + timedelta(days=1)
+        for attempt in range(2):
+            opts = await self._day_options(service, day, now, master, wanted)
+            if opts or attempt:
+                return opts
             staff = self._staff(master) if master else None
-            dates = await self.api.book_dates(self._svc(service), staff)
+            try:
+                dates = await self.api.book_dates(self._svc(service), staff)
+            except wire.YclientsError as e:
+                raise map_error(e) from e
+            except httpx.HTTPError as e:
+                raise BackendUnavailable(f"YCLIENTS: {type(e).__name__}") from e
+            later = [d for d in dates if day < d <= wanted.date() + timedelta(days=7)]
+            if not later:
+                return []
+            day = later[0]
+        return []
+
+    async def _day_options(
+        self, service: str, day: date, now: datetime, master: str | None, wanted: datetime
+    ) -> list[Option]:
+        if master is not None:
+            return await self.free_starts(service, day, now, master)
+        assert self.times is not None
+        try:
+            merged = await self.times.get(0, day, self._svc(service))
         except wire.YclientsError as e:
             raise map_error(e) from e
         except httpx.HTTPError as e:
             raise BackendUnavailable(f"YCLIENTS: {type(e).__name__}") from e
-        horizon = wanted.date() + timedelta(days=7)
-        for d in dates:
-            if wanted.date() < d <= horizon:
-                later = await self.free_starts(service, d, now, master)
-                if later:
-                    break
-        return nearest_options(same_any, same, later, wanted, master)
+        tz = self.catalog.salon.tz
+        target = datetime.combine(day, wanted.astimezone(tz).time(), tzinfo=tz)
+        for ft in sorted(merged, key=lambda f: abs((f.start - target).total_seconds())):
+            if ft.start < now:
+                continue
+            for m in self.catalog.masters_for(service):
+                if await self._free_at(m.name, ft.start, service) is not None:
+                    return [Option(ft.start.astimezone(tz), m.name)]
+        return []
 
     # ------------------------------------------------------------------ records
 
-    def _booking(self, r: wire.Record, *, status: str | None = None) -> Booking | None:
+    def _booking(self, r: wire.Record) -> Booking | None:
         assert self.map is not None
-        service = next(
-            (self.map.service_by_yid[i] for i in r.service_ids if i in self.map.service_by_yid),
-            None,
-        )
-        master = self.map.master_by_yid.get(r.staff_id)
-        if service is None or master is None or not r.datetime:
-            return None
-        tz = self.catalog.salon.tz
-        start = r.start.astimezone(tz)
-        minutes = r.seance_length // 60 or self.catalog.service(service).duration_min
-        return Booking(
-            id=str(r.id),
-            call_id=r.api_id or None,
-            service=service,
-            master=master,
-            start=start,
-            end=start + timedelta(minutes=minutes),
-            name=r.client_name,
-            phone=f"+{r.client_phone}" if r.client_phone else "",
-            status=status or ("cancelled" if r.deleted else "active"),
-        )
-
-    async def _by_api_id(self, api_id: str, day: date, staff: int) -> Booking | None:
-        for r in await self.api.records(day, day, staff_id=staff):
-            if r.api_id == api_id and not r.deleted:
-                return self._booking(r)
-        return None
+        return to_booking(r, self.map, self.catalog)
 
     async def create(self, booking: NewBooking, *, notify: Sequence[Notification] = ()) -> Booking:
         """`book_record` with `api_id`; lookup by `api_id` before any retry."""
@@ -357,7 +366,7 @@ class YclientsBackend:
             notify_by_sms=self.settings.notify_by_sms,
             notify_by_email=self.settings.notify_by_email,
         )
-        result = await self._record_once_or_lookup(body, api_id, booking.start.date(), staff)
+        result = await record_with_lookup(self.api, body, api_id, booking.start.date(), staff)
         assert self.times is not None
         self.times.invalidate(staff, booking.start.date())
         created = Booking(
@@ -376,40 +385,6 @@ class YclientsBackend:
         log.info("YCLIENTS record %s for %s", created.id, mask_number(booking.phone))
         await self._enqueue(notify, created.id)
         return created
-
-    async def _record_once_or_lookup(
-        self, body: Mapping[str, Any], api_id: str, day: date, staff: int
-    ) -> int:
-        """The record id: book, and after a lost answer look up by api_id, then retry."""
-        last: Exception | None = None
-        for attempt in range(2):
-            if attempt:
-                try:
-                    found = await self._by_api_id(api_id, day, staff)
-                except (wire.YclientsError, httpx.HTTPError) as e:
-                    raise BackendUnavailable(f"YCLIENTS lookup after a failed record: {e}") from e
-                if found is not None:
-                    log.warning("YCLIENTS: the lost book_record answer had created %s", found.id)
-                    return int(found.id)
-            try:
-                data = await self.api.book_record(body)
-                return int(data[0].get("record_id") or data[0]["id"])
-            except wire.YclientsError as e:
-                if not e.retryable:
-                    err = map_error(e)
-                    if isinstance(err, BackendConfigError):
-                        log.critical("%s", err)
-                    raise err from e
-                last = e
-            except httpx.HTTPError as e:  # timeout, reset: did it commit? look it up
-                last = e
-        try:
-            found = await self._by_api_id(api_id, day, staff)
-        except (wire.YclientsError, httpx.HTTPError) as e:
-            raise BackendUnavailable(f"YCLIENTS lookup after a failed record: {e}") from e
-        if found is not None:
-            return int(found.id)
-        raise BackendUnavailable(f"YCLIENTS book_record failed: {last}")
 
     async def _enqueue(self, notify: Sequence[Notification], booking_id: str) -> None:
         if not notify:

@@ -56,8 +56,9 @@ class FreeTimes:
             del self._inflight[key]
 
     def invalidate(self, staff: int, day: date) -> None:
-        """Forget a master's day (after the bot booked or cancelled there)."""
-        for key in [k for k in self._cache if k[0] == staff and k[1] == day]:
+        """Forget a master's day, and the merged any-master list (staff 0) of that day
+        (after the bot booked or cancelled there)."""
+        for key in [k for k in self._cache if k[0] in (staff, 0) and k[1] == day]:
             del self._cache[key]
 
 
