@@ -441,3 +441,12 @@ async def test_fully_booked_day_alternatives_fit_the_rate_budget(
     # 3 masters' times for the day + one merged list and one master for the next day:
     # within YCLIENTS' 5 requests per second, so the caller does not wait a second.
     assert len(emulator.calls) - before <= 5
+
+
+async def test_calendar_listing_includes_cancelled_on_request(backend: YclientsBackend) -> None:
+    b = await backend.create(nb(call_id="cal"))
+    await backend.cancel(b.id)
+    day = (WANTED.replace(hour=0), WANTED.replace(hour=23))
+    assert await backend.list_between(*day) == []
+    got = await backend.list_between(*day, include_cancelled=True)
+    assert [(x.id, x.status) for x in got] == [(b.id, "cancelled")]

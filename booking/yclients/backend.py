@@ -426,15 +426,26 @@ class YclientsBackend:
         )
 
     async def list_between(
-        self, start: datetime, end: datetime, *, master: str | None = None
+        self,
+        start: datetime,
+        end: datetime,
+        *,
+        master: str | None = None,
+        include_cancelled: bool = False,
     ) -> Sequence[Booking]:
-        """Active records overlapping [start, end)."""
+        """Records overlapping [start, end): live ones, deleted ones too on request."""
         staff = self._staff(master) if master else None
         try:
-            recs = await self.api.records(start.date(), end.date(), staff_id=staff)
+            recs = await self.api.records(
+                start.date(), end.date(), staff_id=staff, with_deleted=include_cancelled
+            )
         except wire.YclientsError as e:
             raise map_error(e) from e
-        out = [b for r in recs if (b := self._booking(r)) is not None and b.status == "active"]
+        out = [
+            b
+            for r in recs
+            if (b := self._booking(r)) is not None and (include_cancelled or b.status == "active")
+        ]
         return sorted(
             (b for b in out if b.start < end and b.end > start), key=lambda b: (b.start, b.master)
         )

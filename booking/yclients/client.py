@@ -147,9 +147,10 @@ class YclientsClient:
         return list(await self._call("POST", f"/book_record/{self.cid}", body=body) or [])
 
     async def records(
-        self, start: date, end: date, *, staff_id: int | None = None
+        self, start: date, end: date, *, staff_id: int | None = None, with_deleted: bool = False
     ) -> list[wire.Record]:
-        """`GET /records/{cid}` (user token) for [start, end], all pages."""
+        """`GET /records/{cid}` (user token) for [start, end], all pages; deleted
+        (cancelled) records only with `with_deleted`."""
         out: list[wire.Record] = []
         for page in range(1, 51):
             params: list[tuple[str, Any]] = [
@@ -160,6 +161,8 @@ class YclientsClient:
             ]
             if staff_id:
                 params.append(("staff_id", staff_id))
+            if with_deleted:
+                params.append(("with_deleted", 1))
             batch = wire.parse_records(
                 await self._call("GET", f"/records/{self.cid}", params=params)
             )

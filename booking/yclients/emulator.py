@@ -314,11 +314,12 @@ class YclientsEmulator:
         start = date.fromisoformat(q.get("start_date") or "1970-01-01")
         end = date.fromisoformat(q.get("end_date") or "2999-12-31")
         staff_id = int(q.get("staff_id") or 0)
+        with_deleted = q.get("with_deleted") in ("1", "true")
         page, count = max(1, int(q.get("page") or 1)), min(200, int(q.get("count") or 50))
         picked = [
             r
             for r in sorted(c.records, key=lambda r: (r.start, r.id))
-            if not r.deleted
+            if (with_deleted or not r.deleted)
             and start <= r.start.astimezone(c.tz).date() <= end
             and (not staff_id or r.staff_id == staff_id)
         ]
