@@ -286,3 +286,26 @@ async def test_notifications_list_cli(
     ns.json = False
     assert await run_cli(ns) == 0
     assert "booked" in capsys.readouterr().out
+
+
+async def test_a_stopped_channel_is_probed_again_later(store: BookingStore) -> None:
+    from booking.notify.sender import DOWN_RETRY_S
+
+    tg = FakeTelegram("another-token", CHAT)
+    await tg.start()
+    sender, clock = sender_for(
+        store,
+        {"telegram": {"api_url": tg.url}},
+        {"VOICEBOT_TELEGRAM_BOT_TOKEN": TOKEN, "VOICEBOT_TELEGRAM_CHAT_ID": CHAT},
+    )
+    try:
+        await enqueue(store, clock, "telegram")
+        await sender.run_once()
+        assert "telegram" in sender.counters.channels_down
+        tg.token = TOKEN  # the salon fixed the bot token
+        await clock.advance(DOWN_RETRY_S + 1)
+        await sender.run_once()
+        assert len(tg.sent) == 1 and sender.counters.channels_down == {}
+    finally:
+        await sender.stop()
+        await tg.stop()

@@ -5,8 +5,9 @@ alone); any number may share one database (see `booking.notify.outbox`). Retries
 off exponentially (`backoff_s * 2^(attempts-1)`, capped), or wait what the provider
 asked (Telegram `retry_after`); after `max_attempts` a row is `failed`. A channel that
 reports `ChannelDown` (bad token, no money, SMSC blocked the IP) is stopped in this
-process: its rows wait, an alert goes to the other salon channels and the log. Every
-wait goes through the injected clock.
+process for `DOWN_RETRY_S` (then one row probes it again): its rows wait, an alert
+goes to the other salon channels and the log. Every wait goes through the injected
+clock.
 """
 
 from __future__ import annotations
@@ -68,6 +69,7 @@ class OutboxSender:
         self.notifier = notifier
         self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self.counters = SenderStats()
+        self._down_until: dict[str, float] = {}  # channel → monotonic time to re-probe
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._busy = False
@@ -167,6 +169,11 @@ class OutboxSender:
             await self.outbox.mark_failed(row.id, self.owner, error="channel off", status="skipped")
             self.counters.skipped += 1
             return
+        if row.channel in self.counters.channels_down and (
+            self.clock.monotonic() >= self._down_until.get(row.channel, 0.0)
+        ):
+            # Time to probe again (a topped-up balance, a fixed token, a lifted block).
+            del self.counters.channels_down[row.channel]
         if row.channel in self.counters.channels_down:
             reason = self.counters.channels_down[row.channel]
             at = now + timedelta(seconds=DOWN_RETRY_S)
@@ -213,6 +220,7 @@ class OutboxSender:
 
     async def _channel_down(self, row: OutboxRow, reason: str) -> None:
         self.counters.channels_down[row.channel] = reason
+        self._down_until[row.channel] = self.clock.monotonic() + DOWN_RETRY_S
         log.critical("notifications: channel %s stopped: %s", row.channel, reason)
         now = self.clock.now()
         await self.outbox.mark_retry(

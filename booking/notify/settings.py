@@ -103,7 +103,7 @@ class WebhookSettings:
 class SenderSettings:
     """Delivery: attempts, exponential backoff (seconds), lease, poll, drain bound."""
 
-    max_attempts: int = 8
+    max_attempts: int = 12
     backoff_s: float = 2.0
     max_backoff_s: float = 900.0
     lease_s: float = 60.0

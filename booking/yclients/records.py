@@ -47,6 +47,7 @@ def to_booking(r: wire.Record, m: CatalogMap, catalog: Catalog) -> Booking | Non
         name=r.client_name,
         phone=f"+{r.client_phone}" if r.client_phone else "",
         status="cancelled" if r.deleted else "active",
+        seq=1 if r.deleted else 0,  # a calendar client must see the cancellation as newer
     )
 
 
