@@ -12,6 +12,7 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pytest
 import yaml
 
 from booking.notify.message import Notification
@@ -53,15 +54,32 @@ async def start_sender(config: Path, store_url: str) -> asyncio.subprocess.Proce
     )
 
 
-async def test_killed_sender_delivers_exactly_once_after_restart(tmp_path: Path) -> None:
+def write_config(path: Path, api_url: str) -> Path:
+    raw = yaml.safe_load((ROOT / "config.yaml").read_text(encoding="utf-8"))
+    raw["notify"]["telegram"]["api_url"] = api_url
+    raw["notify"]["sender"].update(lease_s=1, poll_s=0.1)
+    path.write_text(yaml.safe_dump(raw, allow_unicode=True), encoding="utf-8")
+    return path
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+async def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path}/outbox.sqlite3"
+    pg = os.environ.get("VOICEBOT_TEST_PG_URL")
+    if not pg:
+        pytest.skip("VOICEBOT_TEST_PG_URL not set")
+    import psycopg
+
+    async with await psycopg.AsyncConnection.connect(pg, autocommit=True) as conn:
+        await conn.execute("DROP TABLE IF EXISTS bookings, calls, outbox")
+    return pg
+
+
+async def test_killed_sender_delivers_exactly_once_after_restart(tmp_path: Path, url: str) -> None:
     tg = FakeTelegram(TOKEN, CHAT)
     await tg.start()
-    config = tmp_path / "config.yaml"
-    raw = yaml.safe_load((ROOT / "config.yaml").read_text(encoding="utf-8"))
-    raw["notify"]["telegram"]["api_url"] = tg.url
-    raw["notify"]["sender"].update(lease_s=1, poll_s=0.1)
-    config.write_text(yaml.safe_dump(raw, allow_unicode=True), encoding="utf-8")
-    url = f"sqlite:///{tmp_path}/outbox.sqlite3"
+    config = write_config(tmp_path / "config.yaml", tg.url)
     store = open_store(url)
     await store.open()
     data = {"master": "Иван", "service_name": "Стрижка", "start": "2026-11-24T15:00:00+03:00"}
@@ -114,3 +132,31 @@ async def test_killed_sender_delivers_exactly_once_after_restart(tmp_path: Path)
                 await p.wait()
         await store.close()
         await tg.stop()
+
+
+async def test_several_sender_processes_send_each_row_once(tmp_path: Path, url: str) -> None:
+    tg = FakeTelegram(TOKEN, CHAT)
+    await tg.start()
+    config = write_config(tmp_path / "config.yaml", tg.url)
+    store = open_store(url)
+    await store.open()
+    rows = [
+        Notification("handoff", "telegram", {"reason": f"n{i}"}, key=f"k{i}") for i in range(20)
+    ]
+    await store.outbox.enqueue(rows, None, datetime.now(UTC))
+    procs = [await start_sender(config, url) for _ in range(3)]
+    try:
+        await wait_for(lambda: len(tg.sent) >= 20, 60)
+        await asyncio.sleep(1.5)  # any duplicate would arrive now
+    finally:
+        for p in procs:
+            p.kill()
+            await p.wait()
+        await tg.stop()
+    try:
+        st = await store.outbox.stats(datetime.now(UTC))
+    finally:
+        await store.close()
+    texts = sorted(s.text for s in tg.sent)
+    assert len(texts) == 20 and len(set(texts)) == 20
+    assert (st.sent, st.pending) == (20, 0)
