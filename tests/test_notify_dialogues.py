@@ -69,3 +69,22 @@ async def test_failed_booking_is_never_announced(
     assert any("Соединяю с администратором" in line for line in run.bot_lines)
     # Only the handoff reaches the salon, never a "new booking".
     assert [("передан администратору" in s.text) for s in telegram.sent] == [True]
+
+
+def test_no_sms_from_the_bot_when_yclients_texts_the_client(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from booking.bot import build_provider
+    from voicebot.config import load_config
+
+    monkeypatch.setenv("VOICEBOT_SMS_API_KEY", "k")
+    domain = load_config(env={}).domain
+    yc = {"company_id": 1, "notify_by_sms": 24}
+    section = {**domain["booking"], "backend": "yclients", "yclients": yc}
+    notify = {"sms": {"provider": "smsru"}}
+    store = {"store": f"sqlite:///{tmp_path}/s.sqlite3"}
+    p = build_provider({**domain, "booking": section, "notify": notify}, store)
+    assert p.notify_settings.sms.active and p.notifier.sms_skipped
+    assert "sms" not in p.notifier.channels_for("booked")
+    local = build_provider({**domain, "notify": notify}, store)
+    assert local.notifier.channels_for("booked") == ["sms"]

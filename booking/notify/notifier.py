@@ -81,7 +81,10 @@ class Notifier:
         self, call_id: str, reason: str, slots: Mapping[str, Any], phone: str | None
     ) -> list[Notification]:
         """Rows for a call handed to a person (one per call and channel)."""
-        wanted = ", ".join(str(v) for k, v in slots.items() if v and k not in {"phone", "name"})
+        names = {sv.id: sv.name for sv in self._catalog().services}
+        wanted = ", ".join(
+            str(names.get(str(v), v)) for k, v in slots.items() if v and k not in {"phone", "name"}
+        )
         data = {
             "call_id": call_id,
             "reason": reason,

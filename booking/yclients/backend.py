@@ -363,6 +363,7 @@ class YclientsBackend:
             fullname=booking.name,
             appointments=[wire.appointment([self._svc(booking.service)], staff, ft.datetime)],
             api_id=api_id,
+            comment="Записано голосовым ботом",
             notify_by_sms=self.settings.notify_by_sms,
             notify_by_email=self.settings.notify_by_email,
         )
