@@ -144,6 +144,11 @@ class SlotFilling(MachineBase):
             self._take_time(ex)
         if ex.name:
             s.name = ex.name
+        elif ex.name_like and (
+            s.name is None or (self.expecting == "confirm" and ex.answer == "no")
+        ):
+            # acknowledged («Записала: Светлана») and read back; «Нет, Светлана» fixes it
+            s.name = ex.name_like
         self._take_phone(ex, notes)
         after = (s.service, s.master_request, s.date, s.time, s.name, s.phone)
         changed = before != after or (ex.part_of_day is not None and ex.time is None)

@@ -87,7 +87,12 @@ def test_after_is_a_window_not_a_start() -> None:
 
 @pytest.mark.parametrize(
     ("phrase", "part"),
-    [("ближе к вечеру", "evening"), ("с утра", "morning"), ("после обеда", "afternoon")],
+    [
+        ("ближе к вечеру", "evening"),
+        ("с утра", "morning"),
+        ("после обеда", "afternoon"),
+        ("сегодня на вечер", "evening"),
+    ],
 )
 def test_vague_parts_of_day(phrase: str, part: str) -> None:
     got = parse_when(phrase, NOW.date(), now=NOW, hours=OPEN_9_21)

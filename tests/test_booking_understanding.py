@@ -242,3 +242,17 @@ def test_a_master_the_salon_does_not_have_is_reported_not_dropped() -> None:
 def test_a_master_named_when_the_name_is_asked_is_not_the_callers_name() -> None:
     got = ex("ну тогда к Пете", "name")
     assert (got.name, got.master) == (None, "Петр")
+
+
+@pytest.mark.parametrize(
+    ("text", "name_like"),
+    [
+        ("Стрижка завтра в 12, Светлана", "Светлана"),
+        ("Олег, стрижка на завтра", "Олег"),
+        ("Стрижка завтра в 12, Иван", None),  # a master's name: not taken as the caller's
+        ("к Саше на завтра", None),  # marked: a master, not the caller
+        ("Вера в лучшее", None),  # mostly a common word
+    ],
+)
+def test_a_first_name_without_introduction(text: str, name_like: str | None) -> None:
+    assert ex(text).name_like == name_like

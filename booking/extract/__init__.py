@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 from booking.catalog import Catalog
 from booking.extract.intents import find_answer, find_choice, find_intents
-from booking.extract.names import find_name
+from booking.extract.names import find_name, find_name_like
 from booking.extract.phone import parse_phone, phone_fix, phone_fragment, phone_start
 from booking.extract.services import (
     find_master,
@@ -20,6 +20,7 @@ from booking.extract.services import (
     find_service_without,
     find_unknown_master,
     find_unoffered,
+    master_name_forms,
     wants_any_master,
 )
 from booking.extract.when import parse_when
@@ -50,6 +51,7 @@ class Extraction:
     phone_fix: tuple[str, str] | None = None  # «не 67, а 76»
     unplaced: tuple[str, ...] = ()  # numbers/days/months nothing could use
     master_unknown: str | None = None  # «к Васе»: a master the salon does not have
+    name_like: str | None = None  # a first name said without «меня зовут»
     only_date_unsure: bool = False  # the unplaced words are all about the day
 
     @property
@@ -188,6 +190,7 @@ def extract(
         unplaced=when.unplaced,
         only_date_unsure=when.only_date_unsure,
         master_unknown=find_unknown_master(work, catalog),
+        name_like=None if name else find_name_like(work, master_name_forms(catalog)),
     )
 
 

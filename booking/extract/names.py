@@ -151,3 +151,20 @@ def find_name(text: str, *, expecting: bool = False) -> tuple[str, tuple[int, in
             # A name pymorphy does not know («Эмиль»); a known word («наверное») is not one.
             return words[0].text.capitalize(), (words[0].start, words[0].end)
     return None
+
+
+def find_name_like(text: str, not_these: frozenset[str] = frozenset()) -> str | None:
+    """A first name said without an introduction («Стрижка завтра в 12, Светлана»):
+    a word whose most likely reading is a first name (so not «Вера», «Роман»,
+    «Слава», which are mostly common words), not after «к»/«у»/«мастер», and not one
+    of `not_these` (folded names of the masters). Nominative, as said."""
+    toks = tokenize(text)
+    for i, t in enumerate(toks):
+        if t.is_number or t.norm in _NOT_NAMES or t.norm in not_these:
+            continue
+        if i and toks[i - 1].norm in _MASTER_MARKERS:
+            continue
+        top = morph().parse(t.text)[0]
+        if "Name" in top.tag and top.score >= 0.5 and fold(top.normal_form) not in not_these:
+            return name_form(t.text)
+    return None

@@ -131,6 +131,11 @@ def master_positions(text: str, catalog: Catalog) -> list[tuple[str, Token, bool
     return out
 
 
+def master_name_forms(catalog: Catalog) -> frozenset[str]:
+    """Every folded name and lemma a master answers to («петр», «петя», «сережа»)."""
+    return frozenset(_master_names(catalog))
+
+
 def find_master(
     text: str,
     catalog: Catalog,
