@@ -24,10 +24,14 @@ PHONE = "+79161234567"
 
 @asynccontextmanager
 async def salon_app(
-    tmp_path: Path, env: dict[str, str] | None = None
+    tmp_path: Path,
+    env: dict[str, str] | None = None,
+    booking_overrides: dict[str, Any] | None = None,
 ) -> AsyncIterator[tuple[TestClient[Any, Any], BookingProvider]]:
     """A started provider and a test client of an app with only the salon's routes."""
-    provider = build_provider(load_config().domain, {"store": f"sqlite:///{tmp_path}/s.sqlite3"})
+    domain = load_config().domain
+    domain = {**domain, "booking": {**domain["booking"], **(booking_overrides or {})}}
+    provider = build_provider(domain, {"store": f"sqlite:///{tmp_path}/s.sqlite3"})
     await provider.start()
     app = web.Application()
     mount(

@@ -5,13 +5,16 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
+import pytest
 from icalendar import Calendar
 
 from booking.web.auth import AdminAuth
 from tests.admin_fixtures import ADMIN, CAL, PHONE, salon_app, seed, tomorrow_at
 
 BEARER = {"Authorization": f"Bearer {ADMIN}"}
+TZ = ZoneInfo("Europe/Moscow")
 
 
 async def _login(client) -> str:
@@ -186,3 +189,43 @@ def test_session_cookie_expires_and_dies_with_the_token() -> None:
     assert not auth.session_ok(cookie, now=1000.0 + 13 * 3600)
     assert not AdminAuth("two").session_ok(cookie, now=1001.0)
     assert auth.csrf_ok(cookie, auth.csrf_for(cookie)) and not auth.csrf_ok(cookie, "x")
+
+
+async def test_the_page_and_feed_show_yclients_bookings(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With `booking.backend: yclients` the day view, the cancel and the feed go through
+    the YCLIENTS backend (on its local emulator, a test double)."""
+    from datetime import datetime, timedelta
+
+    from booking.models import NewBooking
+    from tests.yclients_fixtures import FAST, config_catalog, start_emulator
+
+    emu = await start_emulator(config_catalog(), datetime.now(TZ), rate_limit=FAST)
+    monkeypatch.setenv("YCLIENTS_PARTNER_TOKEN", emu.partner_token)
+    monkeypatch.setenv("YCLIENTS_USER_TOKEN", emu.user_token)
+    overrides = {
+        "backend": "yclients",
+        "yclients": {"base_url": emu.url, "company_id": emu.company_id, "rate_per_s": FAST},
+    }
+    try:
+        async with salon_app(tmp_path, booking_overrides=overrides) as (client, provider):
+            start = tomorrow_at(provider, 12)
+            b = await provider.backend.create(
+                NewBooking("haircut", "Петр", start, start + timedelta(minutes=30), "Вера", PHONE)
+            )
+            assert provider.backend.kind == "yclients" and await provider.store.list_all() == []
+            day = await (
+                await client.get(f"/admin/api/day?date={start.date()}", headers=BEARER)
+            ).json()
+            assert [(x["id"], x["master"], x["name"]) for x in day] == [(b.id, "Петр", "Вера")]
+            r = await client.post(
+                f"/admin/bookings/{b.id}/cancel", headers={**BEARER, "Accept": "application/json"}
+            )
+            assert (await r.json())["cancelled"] is True
+            assert [r for r in emu.company.records if not r.deleted] == []
+            cal = Calendar.from_ical(await (await client.get(f"/calendar.ics?token={CAL}")).read())
+            (ev,) = [e for e in cal.walk("VEVENT") if str(e["UID"]).startswith(f"{b.id}@")]
+            assert ev["STATUS"] == "CANCELLED" and int(ev["SEQUENCE"]) >= 1
+    finally:
+        await emu.stop()
