@@ -41,6 +41,7 @@ from booking.summary import template_summary, transcript_text
 from voicebot.clock import Clock
 from voicebot.dialogue import CallContext, Dialogue, DialogueAction, ReplyPart, TranscriptLine
 from voicebot.providers.base import ChatMessage
+from voicebot.redact import redact_url
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +66,7 @@ class BookingProvider:
     ) -> None:
         self.settings = settings
         self.privacy = privacy or PrivacySettings()
+        self._notify_section = dict(notify or {})
         self.section = dict(settings.section)
         self.config_catalog = settings.catalog
         self.store_url = settings.store
@@ -88,6 +90,21 @@ class BookingProvider:
         self.sender: OutboxSender | None = None
         self.run_sender = run_sender
         self.faq = FaqSettings.from_section(settings.section.get("faq"))
+
+    def public_info(self) -> dict[str, str]:
+        """The salon's name, address and timezone, for the browser page."""
+        return self.settings.public_info()
+
+    def redacted(self) -> dict[str, Any]:
+        """`booking:` and `notify:` as they may be logged (URLs without passwords or
+        tokens; bot tokens and passwords come from the environment, never the file)."""
+        out = self.settings.redacted()
+        notify = dict(self._notify_section)
+        hook = notify.get("webhook")
+        if isinstance(hook, dict) and hook.get("url"):
+            notify["webhook"] = {**hook, "url": redact_url(str(hook["url"]))}
+        out["notify"] = notify
+        return out
 
     @property
     def catalog(self) -> Catalog:

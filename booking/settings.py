@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from booking.catalog import Catalog
+from voicebot.redact import redact_url
 
 DEFAULT_STORE = "sqlite:///data/voicebot.sqlite3"
 USE_LLM = ("auto", "never", "always")
@@ -85,6 +86,15 @@ class BookingSettings:
             templates=str(raw["templates"]) if raw.get("templates") else None,
             section=raw,
         )
+
+    def redacted(self) -> dict[str, Any]:
+        """The `booking:` section as it may be logged: store and webhook URLs without
+        passwords or query tokens."""
+        out = dict(self.section)
+        for key in ("store", "webhook_url"):
+            if out.get(key):
+                out[key] = redact_url(str(out[key]))
+        return {"booking": out}
 
     def public_info(self) -> dict[str, str]:
         """What a browser page may show before a call: the salon's name, address, zone."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from voicebot.config import Config
@@ -18,6 +19,8 @@ def engine_config(*, emulator: dict[str, Any] | None = None, **engine: Any) -> C
     for key, value in engine.items():
         if not hasattr(cfg.engine, key):
             raise AttributeError(key)
+        if key == "recovery":  # a dict of RecoveryPolicy fields to change
+            value = dataclasses.replace(cfg.engine.recovery, **value)
         setattr(cfg.engine, key, value)
     return cfg
 

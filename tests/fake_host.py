@@ -38,6 +38,8 @@ class FakeHost:
         self.emulator_hooks = emulator_hooks
         self.emulator = None
         self.crash = False  # read by session makers that can fail on purpose
+        self.modes: dict[str, Any] = {}  # dialogues a browser caller may pick
+        self.default_mode: str | None = None
         self._clock = clock or RealClock()
         self._make = make_session
         self.audiosocket_registry = CallRegistry()
@@ -72,6 +74,9 @@ class FakeHost:
 
     def live_calls(self) -> int:
         return len(self.live)
+
+    def public_info(self) -> dict[str, str]:
+        return {}
 
     def by_id(self, session_id: str) -> Any:
         """The session with this id, live or released."""

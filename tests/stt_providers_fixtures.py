@@ -14,12 +14,18 @@ from pathlib import Path
 
 import pytest
 
+from voicebot.clock import RealClock
+from voicebot.config import EngineSettings, RecoveryPolicy
+from voicebot.engine.assembler import Utterance, UtteranceAssembler
+from voicebot.engine.recognition import ContinuousRecognizer
 from voicebot.providers.base import (
     EndOfUtterance,
     Final,
     FinalRefinement,
     RecognitionEvent,
+    RecognitionOptions,
     RecognitionStream,
+    SpeechRecognizer,
 )
 
 PHRASES = {
@@ -135,3 +141,61 @@ def utterances(events: list[RecognitionEvent]) -> list[str]:
 def norm(text: str) -> str:
     """Compare texts the way a caller would hear them: case and punctuation aside."""
     return " ".join("".join(c for c in text.lower() if c.isalnum() or c.isspace()).split())
+
+
+async def recognize_call(
+    recognizer: SpeechRecognizer,
+    options: RecognitionOptions,
+    pcm: bytes,
+    *,
+    expect: int,
+    chunk_ms: int = 100,
+    pace: float = 0.0,
+    idle_s: float = 0.0,
+    policy: RecoveryPolicy | None = None,
+    limit_s: float = 20.0,
+) -> list[str]:
+    """What a call hears: `pcm` through the engine's `ContinuousRecognizer` (which owns
+    reconnect, replay and keep-alive) until `expect` utterances; `idle_s` of silence
+    on the line before the audio (the recognizer's keep-alive ticks meanwhile)."""
+    heard: list[str] = []
+    done = asyncio.Event()
+
+    def on_utterance(utt: Utterance) -> None:
+        heard.append(utt.text)
+        if len(heard) >= expect:
+            done.set()
+
+    assembler = UtteranceAssembler(
+        normalize=options.normalize,
+        min_voiced_ms=0,
+        on_partial=lambda seg: None,
+        on_utterance=on_utterance,
+    )
+    rec = ContinuousRecognizer(
+        recognizer,
+        options,
+        EngineSettings(recovery=policy or RecoveryPolicy(backoff_s=0.05)),
+        RealClock(),
+        assembler,
+    )
+
+    async def ticker() -> None:
+        while True:
+            rec.tick()
+            await asyncio.sleep(0.02)
+
+    tick = asyncio.create_task(ticker())
+    try:
+        if idle_s:
+            rec.feed(silence(100, options.sample_rate))
+            await asyncio.sleep(idle_s)
+        step = options.sample_rate * chunk_ms // 1000 * 2
+        for i in range(0, len(pcm), step):
+            rec.feed(pcm[i : i + step])
+            await asyncio.sleep(pace)
+        await asyncio.wait_for(done.wait(), limit_s)
+    finally:
+        tick.cancel()
+        await rec.aclose()
+    return heard

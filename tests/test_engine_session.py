@@ -125,7 +125,7 @@ async def test_barge_in_stops_playback_quickly() -> None:
 
 async def test_rotation_before_the_cap_loses_no_utterance() -> None:
     lines = [f"Фраза номер {i}" for i in range(1, 7)]
-    cfg = engine_config(emulator={"stt_max_stream_s": 12.0}, stream_rotate_s=8.0)
+    cfg = engine_config(emulator={"stt_max_stream_s": 12.0}, recovery={"rotate_s": 8.0})
     res = await simulate(cfg, script(*lines), speed=5.0)
     rep = res.report()
     assert caller_texts(rep) == lines
@@ -135,7 +135,7 @@ async def test_rotation_before_the_cap_loses_no_utterance() -> None:
 
 async def test_forced_disconnects_mid_utterance_lose_nothing() -> None:
     """The emulator resets every stream (RST_STREAM) while the caller is mid-phrase."""
-    cfg = engine_config(reconnect_backoff_s=0.05)
+    cfg = engine_config(recovery={"backoff_s": 0.05})
     runtime = await Runtime.create(cfg, force_emulator=True)
     dropped: list[str] = []
 

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from voicebot.clock import VirtualClock
-from voicebot.config import EngineSettings
+from voicebot.config import EngineSettings, RecoveryPolicy
 from voicebot.dialogue import DialogueAction, EchoDialogue, ReplyPart, TranscriptLine
 from voicebot.engine.session import TICK_S, CallSession
 from voicebot.providers.base import (
@@ -199,7 +199,9 @@ async def test_a_newer_utterance_cancels_a_stale_turn() -> None:
 
 
 async def test_keepalive_silence_prevents_the_inactivity_abort() -> None:
-    session, clock, _, recognizer = make_session(silence_keepalive_ms=1000, silence_timeout_s=99)
+    session, clock, _, recognizer = make_session(
+        recovery=RecoveryPolicy(keepalive_ms=1000), silence_timeout_s=99
+    )
     run = asyncio.create_task(session.run())
     await talk(session, clock, 0.2)  # the microphone starts, then goes quiet (muted)
     await clock.advance(6, step=0.05)
@@ -212,7 +214,9 @@ async def test_keepalive_silence_prevents_the_inactivity_abort() -> None:
 
 
 async def test_stream_rotates_at_a_pause_before_the_cap() -> None:
-    session, clock, _, recognizer = make_session(stream_rotate_s=3.5, silence_timeout_s=99)
+    session, clock, _, recognizer = make_session(
+        recovery=RecoveryPolicy(rotate_s=3.5), silence_timeout_s=99
+    )
     run = asyncio.create_task(session.run())
     await talk(session, clock, 3.0)
     # The caller is mid-utterance when the stream passes the rotation point: no rotation.

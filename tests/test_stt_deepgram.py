@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import AsyncIterator
 
@@ -13,10 +12,12 @@ from tests.stt_providers_fixtures import (
     collect,
     feed,
     norm,
+    recognize_call,
     silence,
     speech,
     utterances,
 )
+from voicebot.config import RecoveryPolicy
 from voicebot.emulator.fake_deepgram import DeepgramFakeSettings, FakeDeepgram
 from voicebot.providers.base import (
     AuthError,
@@ -28,7 +29,8 @@ from voicebot.providers.base import (
     RecognitionOptions,
 )
 from voicebot.providers.deepgram import DeepgramSettings, DeepgramSTT
-from voicebot.providers.wsstream import StreamPolicy
+from voicebot.providers.options import StreamPolicy
+from voicebot.providers.wsstream import Reconnect
 
 __all__ = ["speech"]
 
@@ -43,7 +45,7 @@ async def fake() -> AsyncIterator[FakeDeepgram]:
 
 
 def client(fake: FakeDeepgram, key: str = KEY, **policy: float) -> DeepgramSTT:
-    pol = StreamPolicy(backoff_s=0.05, finish_timeout_s=2.0, **policy)  # type: ignore[arg-type]
+    pol = StreamPolicy(finish_timeout_s=2.0, **policy)  # type: ignore[arg-type]
     return DeepgramSTT(DeepgramSettings(url=fake.url, api_key=key, policy=pol))
 
 
@@ -119,61 +121,53 @@ async def test_payment_required_is_fatal_quota(fake: FakeDeepgram) -> None:
     assert not ei.value.retriable
 
 
-async def test_drop_mid_utterance_replays_audio_no_speech_lost(fake: FakeDeepgram, speech) -> None:
+async def test_drop_mid_utterance_the_call_replays_audio_no_speech_lost(
+    fake: FakeDeepgram, speech
+) -> None:
     fake.inject("drop", after_ms=900)  # inside the first phrase
-    stream = await client(fake).open_stream(opts(sid="call-drop"))
-    await feed(stream, call_audio(speech, ["haircut", "tomorrow"], 16000), 16000)
-    events = await collect(stream, eous=2)
-    await stream.aclose()
-    assert [norm(t) for t in utterances(events)] == [norm(t) for t in SCRIPT]
+    audio = call_audio(speech, ["haircut", "tomorrow"], 16000)
+    heard = await recognize_call(client(fake), opts(sid="call-drop"), audio, expect=2)
+    assert [norm(t) for t in heard] == [norm(t) for t in SCRIPT]
     assert len(fake.connections) == 2 and fake.connections[0].closed_by == "drop"
-    # The second connection got the first phrase again, from its start.
-    assert (
-        fake.connections[1].audio_ms
-        >= len(call_audio(speech, ["haircut", "tomorrow"], 16000)) // 32 - 300
-    )
+    # The engine's recognizer replayed the first phrase onto the new stream, from its start.
+    assert fake.connections[1].audio_ms >= len(audio) // 32 - 300
 
 
-async def test_net0000_is_retried_then_gives_up(fake: FakeDeepgram, speech) -> None:
-    for _ in range(4):
-        fake.inject("net0000", after_ms=0)
-    stream = await client(fake, max_reconnects=2).open_stream(opts())
+async def test_net0000_ends_the_stream_with_a_retriable_error(fake: FakeDeepgram, speech) -> None:
+    fake.inject("net0000", after_ms=0)
+    stream = await client(fake).open_stream(opts())
     await feed(stream, call_audio(speech, ["haircut"], 16000), 16000)
     with pytest.raises(ProviderError) as ei:
         await collect(stream)
     assert ei.value.retriable and ei.value.code == "NET-0000"
-    assert len(fake.connections) == 3
+    assert len(fake.connections) == 1  # one connection per stream: no retries inside
 
 
-async def test_keepalive_holds_an_idle_stream(speech) -> None:
+async def test_the_engine_keepalive_holds_an_idle_stream(speech) -> None:
     settings = DeepgramFakeSettings(idle_timeout_s=0.4)
     async with FakeDeepgram(api_key=KEY, settings=settings) as fake:
-        stream = await client(fake, keepalive_s=0.1).open_stream(opts())
-        await feed(stream, silence(200, 16000), 16000)
-        await asyncio.sleep(1.0)  # idle: only KeepAlive frames flow
-        await feed(stream, call_audio(speech, ["haircut"], 16000), 16000)
-        events = await collect(stream, eous=1)
-        await stream.aclose()
-    assert utterances(events) == [SCRIPT[0]]
+        heard = await recognize_call(
+            client(fake),
+            opts(),
+            call_audio(speech, ["haircut"], 16000),
+            expect=1,
+            idle_s=1.0,  # idle: only the recognizer's keep-alive silence flows
+            policy=RecoveryPolicy(keepalive_ms=100),
+        )
+    assert heard == [SCRIPT[0]]
     assert len(fake.connections) == 1
-    assert sum(m.get("type") == "KeepAlive" for m in fake.control_messages) >= 3
 
 
-async def test_idle_close_reconnects_when_audio_resumes(speech) -> None:
+async def test_idle_close_is_a_reconnect_not_a_failure(speech) -> None:
     settings = DeepgramFakeSettings(idle_timeout_s=0.3)
     async with FakeDeepgram(api_key=KEY, settings=settings) as fake:
-        stream = await client(fake, keepalive_s=30).open_stream(opts())
+        stream = await client(fake).open_stream(opts())
         await feed(stream, silence(200, 16000), 16000)
-        for _ in range(100):
-            if fake.connections and fake.connections[0].closed_by:
-                break
-            await asyncio.sleep(0.05)
-        assert fake.connections[0].closed_by == "NET-0001"
-        await feed(stream, call_audio(speech, ["haircut"], 16000), 16000)
-        events = await collect(stream, eous=1)
+        with pytest.raises(Reconnect) as ei:
+            await collect(stream)
         await stream.aclose()
-    assert utterances(events) == [SCRIPT[0]]
-    assert len(fake.connections) == 2
+    assert ei.value.code == "NET-0001" and ei.value.retriable
+    assert fake.connections[0].closed_by == "NET-0001"
 
 
 async def test_finish_sends_closestream_and_flushes_last_words(fake: FakeDeepgram, speech) -> None:

@@ -9,11 +9,19 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from tests.stt_providers_fixtures import call_audio, collect, feed, silence, speech, utterances
+from tests.stt_providers_fixtures import (
+    call_audio,
+    collect,
+    feed,
+    recognize_call,
+    silence,
+    speech,
+    utterances,
+)
+from voicebot.config import RecoveryPolicy
 from voicebot.emulator.fake_elevenlabs import ElevenLabsFakeSettings, FakeElevenLabs
 from voicebot.providers.base import (
     AuthError,
-    EndOfUtterance,
     Final,
     Partial,
     ProviderError,
@@ -21,7 +29,8 @@ from voicebot.providers.base import (
     RecognitionOptions,
 )
 from voicebot.providers.elevenlabs import ElevenLabsSettings, ElevenLabsSTT, map_error
-from voicebot.providers.wsstream import Reconnect, StreamPolicy
+from voicebot.providers.options import StreamPolicy
+from voicebot.providers.wsstream import Reconnect
 
 __all__ = ["speech"]
 
@@ -38,9 +47,7 @@ async def fake() -> AsyncIterator[FakeElevenLabs]:
 def client(
     fake: FakeElevenLabs, key: str = KEY, *, policy: dict | None = None, **kw: object
 ) -> ElevenLabsSTT:
-    pol = StreamPolicy(
-        **{"backoff_s": 0.05, "finish_timeout_s": 2.0, "keepalive_s": 5.0, **(policy or {})}
-    )
+    pol = StreamPolicy(**{"finish_timeout_s": 2.0, **(policy or {})})
     return ElevenLabsSTT(ElevenLabsSettings(url=fake.url, api_key=key, policy=pol, **kw))  # type: ignore[arg-type]
 
 
@@ -208,54 +215,53 @@ async def test_quota_exceeded_mid_stream_is_fatal(fake: FakeElevenLabs, speech) 
 async def test_session_time_limit_rolls_over_and_keeps_speech(speech) -> None:
     async with FakeElevenLabs(api_key=KEY) as fake:
         fake.inject("error:session_time_limit_exceeded", after_ms=900)  # mid-phrase
-        stream = await client(fake).open_stream(opts(sid="roll"))
-        await feed(stream, call_audio(speech, ["haircut"], 16000, gap_ms=2500), 16000)
-        events = await collect(stream, eous=1)
-        await stream.aclose()
-    assert utterances(events) == [SCRIPT[0]]
+        heard = await recognize_call(
+            client(fake),
+            opts(sid="roll"),
+            call_audio(speech, ["haircut"], 16000, gap_ms=2500),
+            expect=1,
+        )
+    assert heard == [SCRIPT[0]]
     assert fake.connections[0].closed_by == "session_time_limit_exceeded"
     assert len(fake.connections) == 2
 
 
-async def test_drop_replays_unfinalized_audio(fake: FakeElevenLabs, speech) -> None:
+async def test_drop_the_call_replays_unfinalized_audio(fake: FakeElevenLabs, speech) -> None:
     fake.inject("drop", after_ms=1000)
-    stream = await client(fake).open_stream(opts(sid="drop"))
     audio = call_audio(speech, ["haircut", "tomorrow"], 16000, gap_ms=2500)
-    await feed(stream, audio, 16000)
-    events = await collect(stream, eous=2)
-    await stream.aclose()
-    assert utterances(events) == SCRIPT
+    heard = await recognize_call(client(fake), opts(sid="drop"), audio, expect=2)
+    assert heard == SCRIPT
     assert fake.connections[0].closed_by == "drop"
     assert fake.connections[1].audio_ms >= len(audio) // 32 - 1000 - 50
 
 
-async def test_silence_keepalive_holds_session(speech) -> None:
+async def test_engine_silence_keepalive_holds_session(speech) -> None:
     async with FakeElevenLabs(
         api_key=KEY, settings=ElevenLabsFakeSettings(idle_timeout_s=0.4)
     ) as fake:
-        stream = await client(fake, policy={"keepalive_s": 0.1}).open_stream(opts())
-        await feed(stream, silence(200, 16000), 16000)
-        await asyncio.sleep(1.0)
-        await feed(stream, call_audio(speech, ["haircut"], 16000, gap_ms=2500), 16000)
-        events = await collect(stream, eous=1)
-        await stream.aclose()
-    assert utterances(events) == [SCRIPT[0]]
+        heard = await recognize_call(
+            client(fake),
+            opts(),
+            call_audio(speech, ["haircut"], 16000, gap_ms=2500),
+            expect=1,
+            idle_s=1.0,
+            policy=RecoveryPolicy(keepalive_ms=100),
+        )
+    assert heard == [SCRIPT[0]]
     assert len(fake.connections) == 1
 
 
-async def test_idle_close_reconnects_lazily(speech) -> None:
+async def test_idle_close_is_a_reconnect(speech) -> None:
     async with FakeElevenLabs(
         api_key=KEY, settings=ElevenLabsFakeSettings(idle_timeout_s=0.3)
     ) as fake:
-        stream = await client(fake, policy={"keepalive_s": 30}).open_stream(opts())
+        stream = await client(fake).open_stream(opts())
         await feed(stream, silence(200, 16000), 16000)
-        await asyncio.sleep(0.8)
-        assert fake.connections[0].closed_by == "idle" and len(fake.connections) == 1
-        await feed(stream, call_audio(speech, ["haircut"], 16000, gap_ms=2500), 16000)
-        events = await collect(stream, eous=1)
+        with pytest.raises(Reconnect) as ei:
+            await collect(stream)
         await stream.aclose()
-    assert utterances(events) == [SCRIPT[0]]
-    assert len(fake.connections) == 2
+    assert ei.value.retriable and fake.connections[0].closed_by == "idle"
+    assert len(fake.connections) == 1
 
 
 async def test_single_use_token_is_consumed(fake: FakeElevenLabs) -> None:
@@ -271,18 +277,13 @@ async def test_single_use_token_is_consumed(fake: FakeElevenLabs) -> None:
     assert ws.close_code == 1000
 
 
-async def test_reconnect_after_a_commit_sends_context_once(fake: FakeElevenLabs, speech) -> None:
+async def test_after_a_drop_only_audio_after_the_last_utterance_is_replayed(
+    fake: FakeElevenLabs, speech
+) -> None:
     audio = call_audio(speech, ["haircut", "tomorrow"], 16000, gap_ms=2500)
     first_end = 300 + len(speech("haircut", 16000)) // 32 + 2000
     fake.inject("drop", after_ms=first_end)  # after the first commit, before the second phrase
-    stream = await client(fake).open_stream(opts(sid="ctx"))
-    await feed(stream, audio, 16000)
-    events = await collect(stream, eous=2)
-    await stream.aclose()
-    assert utterances(events) == SCRIPT
-    with_ctx = [c for c in fake.chunks if c.get("previous_text")]
-    assert [c["previous_text"] for c in with_ctx] == [SCRIPT[0]]
+    heard = await recognize_call(client(fake), opts(sid="ctx"), audio, expect=2)
+    assert heard == SCRIPT
     # Only audio after the committed words was replayed (not the lead-in nor the phrase).
     assert fake.connections[1].audio_ms < len(audio) // 32 - 1300
-    eous = [e for e in events if isinstance(e, EndOfUtterance)]
-    assert eous[1].time_ms > eous[0].time_ms + 1000  # times stay on the stream's clock

@@ -10,8 +10,12 @@ from typing import Any
 import pytest
 
 from tests.stt_providers_fixtures import call_audio, collect, feed, speech, utterances
-from voicebot.config import Config
+from voicebot.clock import VirtualClock
+from voicebot.config import Config, EngineSettings, RecoveryPolicy, config_from_dict
 from voicebot.emulator.fake_deepgram import FakeDeepgram
+from voicebot.engine.assembler import UtteranceAssembler
+from voicebot.engine.recognition import ContinuousRecognizer
+from voicebot.engine.recovery import Action, Recovery
 from voicebot.providers.base import (
     AuthError,
     EndOfUtterance,
@@ -20,26 +24,20 @@ from voicebot.providers.base import (
     RateLimitError,
     RecognitionEvent,
     RecognitionOptions,
+    ReopenNow,
     StreamLimitError,
 )
 from voicebot.providers.failover import FailoverRecognizer
-from voicebot.providers.registry import (
-    LazyRecognizer,
-    build_recognizer,
-    load_stt_settings,
-    select_provider,
-)
+from voicebot.providers.registry import LazyRecognizer, build_recognizer, select_provider
 
 __all__ = ["speech"]
 
 REPO = Path(__file__).resolve().parent.parent
 
 
-def cfg_with(stt: dict[str, Any] | None = None) -> Config:
-    cfg = Config()
-    if stt is not None:
-        cfg.domain["stt"] = stt
-    return cfg
+def cfg_with(stt: dict[str, Any] | None = None, env: dict[str, str] | None = None) -> Config:
+    """A config with this `stt:` section (typed `Config.stt`) and these environment keys."""
+    return config_from_dict({"stt": stt} if stt is not None else {}, env or {})
 
 
 # --------------------------------------------------------------------------- selection
@@ -47,19 +45,19 @@ def cfg_with(stt: dict[str, Any] | None = None) -> Config:
 
 def test_selection_order_explicit_then_preference_then_first_configured() -> None:
     env = {"DEEPGRAM_API_KEY": "dg", "SONIOX_API_KEY": "sx"}
-    s = load_stt_settings(cfg_with({"provider": "soniox"}), env)
+    s = cfg_with({"provider": "soniox"}, env).stt
     assert select_provider("deepgram", s, yandex=True) == "deepgram"
     assert select_provider(None, s, yandex=True) == "soniox"
-    s = load_stt_settings(cfg_with({}), env)
+    s = cfg_with({}, env).stt
     assert select_provider(None, s, yandex=True) == "yandex"
     assert select_provider(None, s, yandex=False) == "deepgram"
     # A preference that is not configured falls through to the first configured one.
-    s = load_stt_settings(cfg_with({"provider": "elevenlabs"}), env)
+    s = cfg_with({"provider": "elevenlabs"}, env).stt
     assert select_provider(None, s, yandex=False) == "deepgram"
 
 
 def test_explicit_unconfigured_provider_is_a_clear_error() -> None:
-    s = load_stt_settings(cfg_with({}), {})
+    s = cfg_with({}).stt
     with pytest.raises(ValueError, match="ELEVENLABS_API_KEY"):
         select_provider("elevenlabs", s, yandex=True)
     with pytest.raises(ValueError, match="unknown STT provider"):
@@ -70,30 +68,43 @@ def test_explicit_unconfigured_provider_is_a_clear_error() -> None:
 
 def test_config_validation_and_secrets() -> None:
     with pytest.raises(ValueError, match=r"unknown setting stt\.deepgram\.modle"):
-        load_stt_settings(cfg_with({"deepgram": {"modle": "nova-3"}}), {})
+        cfg_with({"deepgram": {"modle": "nova-3"}})
     with pytest.raises(ValueError, match="from the environment"):
-        load_stt_settings(cfg_with({"soniox": {"api_key": "sk-in-yaml"}}), {})
+        cfg_with({"soniox": {"api_key": "sk-in-yaml"}})
     with pytest.raises(ValueError, match="unknown STT provider"):
-        load_stt_settings(cfg_with({"failover": ["yandex", "nope"]}), {})
-    s = load_stt_settings(
-        cfg_with({"deepgram": {"model": "nova-2", "policy": {"max_reconnects": 7}}}),
+        cfg_with({"failover": ["yandex", "nope"]})
+    cfg = cfg_with(
+        # `policy.max_reconnects` is from before the engine owned recovery: ignored.
+        {"deepgram": {"model": "nova-2", "policy": {"max_reconnects": 7, "open_timeout_s": 2}}},
         {"DEEPGRAM_API_KEY": "secret-dg-key"},
     )
-    assert s.deepgram.model == "nova-2" and s.deepgram.policy.max_reconnects == 7
-    assert "secret-dg-key" not in repr(s) and "secret-dg-key" not in str(s.redacted())
-    assert s.redacted()["deepgram"]["api_key"] == "***"
+    s = cfg.stt
+    assert s.deepgram.model == "nova-2" and s.deepgram.policy.open_timeout_s == 2
+    assert s.deepgram.api_key == "secret-dg-key"
+    assert "secret-dg-key" not in repr(s) and "secret-dg-key" not in str(cfg.redacted())
+    assert cfg.redacted()["stt"]["deepgram"]["api_key"] == "***"
+
+
+def test_old_recovery_keys_still_work() -> None:
+    cfg = config_from_dict(
+        {"engine": {"reconnect_max_attempts": 3}, "stt": {"failover_after_losses": 4}}
+    )
+    assert cfg.engine.recovery.max_attempts == 3
+    assert cfg.engine.recovery.failover_after_losses == 4
+    with pytest.raises(ValueError, match="both"):
+        config_from_dict({"engine": {"stream_rotate_s": 100, "recovery": {"rotate_s": 200}}})
 
 
 def test_build_is_lazy_and_follows_failover_list() -> None:
     env = {"DEEPGRAM_API_KEY": "dg", "SONIOX_API_KEY": "sx"}
-    cfg = cfg_with({"provider": "deepgram", "failover": ["elevenlabs", "soniox", "yandex"]})
+    cfg = cfg_with({"provider": "deepgram", "failover": ["elevenlabs", "soniox", "yandex"]}, env)
     yandex = StubRecognizer("yandex", [])
-    rec = build_recognizer(None, cfg, yandex=yandex, env=env)
+    rec = build_recognizer(None, cfg.stt, yandex=yandex)
     assert isinstance(rec, FailoverRecognizer)
     # elevenlabs has no key: skipped; the order is the configured one.
     assert rec.providers == ["deepgram", "soniox", "yandex"] and rec.name == "deepgram"
     assert all(not r.started for r in rec.recognizers if isinstance(r, LazyRecognizer))
-    single = build_recognizer("soniox", cfg_with({}), yandex=None, env=env)
+    single = build_recognizer("soniox", cfg_with({}, env).stt, yandex=None)
     assert isinstance(single, LazyRecognizer) and single.name == "soniox"
 
 
@@ -101,7 +112,7 @@ async def test_endpoints_override_reaches_a_server(speech) -> None:
     async with FakeDeepgram() as fake:
         fake.set_script(["запишите меня на стрижку"])
         rec = build_recognizer(
-            "deepgram", cfg_with({}), yandex=None, endpoints_override={"deepgram": fake.url}, env={}
+            "deepgram", cfg_with({}).stt, yandex=None, endpoints_override={"deepgram": fake.url}
         )
         stream = await rec.open_stream(RecognitionOptions(eou_pause_ms=500))
         await feed(stream, call_audio(speech, ["haircut"], 16000), 16000)
@@ -157,68 +168,126 @@ class StubRecognizer:
         self.closed = True
 
 
-async def drain(rec: Any) -> list[RecognitionEvent] | ProviderError:
-    stream = await rec.open_stream(RecognitionOptions())
-    try:
-        return [ev async for ev in stream]
-    except ProviderError as e:
-        return e
-
-
 def lost(code: str = "UNAVAILABLE") -> ProviderError:
     return ProviderError("lost", code=code, retriable=True, provider="a")
 
 
-async def test_auth_error_switches_and_is_re_raised_retriable() -> None:
-    a = StubRecognizer("a", [[Final("x", 0), AuthError("no", code="401", provider="a")]])
-    b = StubRecognizer("b", [])
-    fo = FailoverRecognizer([a, b])
-    err = await drain(fo)
-    assert isinstance(err, ProviderError) and err.code == "FAILOVER" and err.retriable
-    assert isinstance(err.__cause__, AuthError)
+def chain(n: int = 2) -> FailoverRecognizer:
+    return FailoverRecognizer([StubRecognizer(name, []) for name in "abc"[:n]])
+
+
+# The one place that decides (voicebot/engine/recovery.py), case by case.
+
+
+def test_auth_error_fails_over_at_once() -> None:
+    fo = chain()
+    v = Recovery(RecoveryPolicy(), fo).failure(AuthError("no", code="401", provider="a"))
+    assert v.action is Action.FAIL_OVER and v.delay_s == 0
     assert fo.name == "b" and [(s.from_provider, s.to_provider) for s in fo.switches] == [
         ("a", "b")
     ]
-    events = await drain(fo)
-    assert isinstance(events, list) and b.opened == 1 and a.opened == 1
 
 
-async def test_quota_switches_even_when_retriable() -> None:
-    a = StubRecognizer("a", [[RateLimitError("busy", code="429", retriable=True, provider="a")]])
-    fo = FailoverRecognizer([a, StubRecognizer("b", [])])
-    await drain(fo)
+def test_quota_fails_over_even_when_retriable() -> None:
+    fo = chain()
+    err = RateLimitError("busy", code="429", retriable=True, provider="a")
+    assert Recovery(RecoveryPolicy(), fo).failure(err).action is Action.FAIL_OVER
     assert fo.name == "b"
 
 
-async def test_connection_losses_switch_only_when_repeated() -> None:
-    a = StubRecognizer("a", [[lost()], [Final("x", 0), EndOfUtterance(1), lost()], [lost()]])
-    fo = FailoverRecognizer([a, StubRecognizer("b", [])], loss_threshold=2)
-    e1 = await drain(fo)
-    assert isinstance(e1, ProviderError) and e1.code == "UNAVAILABLE" and fo.name == "a"
-    await drain(fo)  # results came before this loss: the count started over at 1
-    assert fo.name == "a"
-    e3 = await drain(fo)  # the second loss in a row
-    assert isinstance(e3, ProviderError) and e3.code == "FAILOVER" and fo.name == "b"
+def test_connection_losses_fail_over_only_when_repeated() -> None:
+    fo = chain()
+    r = Recovery(RecoveryPolicy(failover_after_losses=2, backoff_s=0.2), fo)
+    v = r.failure(lost())
+    assert v.action is Action.RETRY and v.delay_s == pytest.approx(0.2) and fo.name == "a"
+    r.results()  # results came before the next loss: the count starts over
+    assert r.failure(lost()).action is Action.RETRY and fo.name == "a"
+    v = r.failure(lost())  # the second loss in a row
+    assert v.action is Action.FAIL_OVER and v.delay_s == 0 and fo.name == "b"
 
 
-async def test_stream_rotation_limit_is_not_a_failure() -> None:
+def test_stream_limit_is_not_a_failure() -> None:
+    fo = chain()
+    r = Recovery(RecoveryPolicy(failover_after_losses=1), fo)
     limit = StreamLimitError("cap", code="OUT_OF_RANGE", retriable=True, provider="a")
-    a = StubRecognizer("a", [[limit], [limit], [limit]])
-    fo = FailoverRecognizer([a, StubRecognizer("b", [])], loss_threshold=1)
     for _ in range(3):
-        err = await drain(fo)
-        assert isinstance(err, StreamLimitError)
+        r.results()
+        v = r.failure(limit)
+        assert v.action is Action.RETRY and v.delay_s == pytest.approx(0.2)
     assert fo.name == "a" and not fo.switches
 
 
-async def test_open_failure_moves_on_at_once_and_last_provider_stays() -> None:
+def test_last_provider_stays_backoff_grows_then_gives_up() -> None:
+    fo = chain()
+    r = Recovery(RecoveryPolicy(max_attempts=4, backoff_s=0.5, backoff_max_s=1.5), fo)
+    assert r.failure(AuthError("no", provider="a")).action is Action.FAIL_OVER
+    delays = [r.failure(AuthError("no", provider="b")) for _ in range(5)]
+    assert [v.action for v in delays] == [Action.RETRY] * 4 + [Action.GIVE_UP]
+    assert [v.delay_s for v in delays[:4]] == [0.5, 1.0, 1.5, 1.5]
+    assert fo.name == "b"  # the last one stays
+
+
+def test_reopen_now_once_then_its_cause_counts() -> None:
+    fo = chain()
+    r = Recovery(RecoveryPolicy(), fo)
+    refused = ReopenNow(AuthError("token expired", code="UNAUTHENTICATED", provider="yandex"))
+    v = r.failure(refused)
+    assert v.action is Action.RETRY and v.delay_s == 0 and fo.name == "a"
+    assert r.failure(refused).action is Action.FAIL_OVER  # refused again: the auth error
+
+
+def test_without_failover_a_fatal_error_is_retried() -> None:
+    r = Recovery(RecoveryPolicy(max_attempts=2))
+    assert r.failure(AuthError("no")).action is Action.RETRY
+    assert r.failure(AuthError("no")).action is Action.RETRY
+    assert r.failure(AuthError("no")).action is Action.GIVE_UP
+
+
+async def test_failover_opens_streams_with_zero_retries() -> None:
     a = StubRecognizer("a", [AuthError("no", provider="a")])
-    b = StubRecognizer("b", [[AuthError("no", provider="b")]])
+    fo = FailoverRecognizer([a, StubRecognizer("b", [])])
+    with pytest.raises(AuthError):
+        await fo.open_stream(RecognitionOptions())
+    assert a.opened == 1 and fo.name == "a"  # the engine decides, not the composite
+
+
+# The engine's recognizer acting on those verdicts, in virtual time.
+
+
+async def test_call_recognition_fails_over_in_virtual_time() -> None:
+    """Provider a drops its streams; after two losses the call moves to b, the waits
+    are the policy's backoff on the call's clock, and b hears the audio replayed."""
+    a = StubRecognizer("a", [[lost()], [lost()]])
+    b = StubRecognizer("b", [[Final("ok", 0, 0, 500), EndOfUtterance(600)]])
     fo = FailoverRecognizer([a, b])
-    err = await drain(fo)  # a refused at open: b served this very stream
-    assert fo.name == "b" and b.opened == 1
-    assert isinstance(err, AuthError)  # b is the last: its error is not dressed up
-    assert fo.name == "b"
+    clock = VirtualClock()
+    policy = RecoveryPolicy(backoff_s=0.4, failover_after_losses=2)
+    heard: list[str] = []
+    assembler = UtteranceAssembler(
+        normalize=False,
+        min_voiced_ms=0,
+        on_partial=lambda seg: None,
+        on_utterance=lambda utt: heard.append(utt.text),
+    )
+    rec = ContinuousRecognizer(
+        fo,
+        RecognitionOptions(sample_rate=8000),
+        EngineSettings(recovery=policy),
+        clock,
+        assembler,
+    )
+    rec.feed(bytes(1600))  # 100 ms of caller audio
+    await clock.advance(0.0)
+    assert a.opened == 1 and b.opened == 0
+    await clock.advance(0.39)  # the first loss waits backoff_s before the retry
+    assert a.opened == 1
+    await clock.advance(0.02)
+    assert a.opened == 2  # the second loss in a row fails over at once
+    await clock.advance(0.0)
+    assert b.opened == 1 and fo.switches[0].to_provider == "b"
+    assert a.opened == 2 and rec.failed is None
+    assert heard == ["ok"]  # b's results reach the call
+    await rec.aclose()
 
 
 async def test_aclose_closes_only_owned() -> None:
@@ -295,7 +364,9 @@ async def test_failover_state_is_per_call() -> None:
 
     shared = FailoverRecognizer([Refusing(), Fine()])
     first, second = shared.for_call(), shared.for_call()
-    await first.open_stream(RecognitionOptions())
+    with pytest.raises(AuthError):
+        await first.open_stream(RecognitionOptions())
+    assert first.fail_over("401: fatal")  # what the engine's recovery does next
     assert first.name == "fine" and [s.to_provider for s in shared.switches] == ["fine"]
     assert second.name == "refusing"  # untouched by the first call's failure
     assert shared.name == "refusing"
@@ -333,5 +404,5 @@ async def test_runtime_gives_each_call_its_own_failover_view() -> None:
     rec_one = one.recognition._recognizer
     rec_two = two.recognition._recognizer
     assert rec_one is not shared and rec_two is not shared and rec_one is not rec_two
-    rec_one._switch("test")
+    rec_one.fail_over("test")
     assert rec_one.name == "b" and rec_two.name == "a" and shared.name == "a"

@@ -9,17 +9,29 @@ environment and are never printed: `Config.redacted()` is what gets logged.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
+import logging
 import os
 import types
 import typing
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from voicebot.providers.options import (
+    RETIRED_POLICY_KEYS,
+    RETIRED_VENDOR_KEYS,
+    DeepgramSettings,
+    ElevenLabsSettings,
+    SonioxSettings,
+)
 from voicebot.redact import redact_url
+
+log = logging.getLogger(__name__)
 
 DEFAULT_CONFIG_PATH = Path(__file__).resolve().parent.parent / "config.yaml"
 
@@ -98,21 +110,34 @@ class EmulatorSettings:
 
 
 @dataclass
+class RecoveryPolicy:
+    """`engine.recovery`: how a call's recognition survives lost streams.
+
+    The engine's recognizer is the only owner of reconnect, replay, backoff and
+    keep-alive; `voicebot/engine/recovery.py` says when to retry, fail over or give up.
+    """
+
+    max_attempts: int = 6  # failed streams in a row (no result between) before giving up
+    backoff_s: float = 0.2  # pause before retry n: backoff_s * 2**(n-1) ...
+    backoff_max_s: float = 5.0  # ... capped at this
+    replay_buffer_s: float = 20.0  # caller audio kept to replay onto a new stream
+    keepalive_ms: int = 3000  # silence sent when no caller audio flows this long
+    rotate_s: float = 285.0  # open a fresh stream before SpeechKit's 5-minute cap
+    failover_after_losses: int = 2  # connection losses in a row before the next provider
+
+
+@dataclass
 class EngineSettings:
     echo_tail_ms: int = 500
     barge_in: bool = False
     barge_in_min_words: int = 2
     min_voiced_ms: int = 120
     stt_batch_ms: int = 100
-    stream_rotate_s: float = 285.0
-    reconnect_max_attempts: int = 6
-    reconnect_backoff_s: float = 0.2
-    replay_buffer_s: float = 20.0
-    silence_keepalive_ms: int = 3000
     silence_timeout_s: float = 8.0
     speculation: bool = True  # prepare a deterministic reply from a stable partial
     speculation_stable_ms: int = 250  # how long a partial must not change first
     continuation_wait_ms: int = 1500  # wait this long for the rest of an unfinished phrase
+    recovery: RecoveryPolicy = field(default_factory=RecoveryPolicy)
 
 
 @dataclass
@@ -155,6 +180,41 @@ class DialogueSettings:
     modes: list[str] = field(default_factory=list)  # more dialogues a browser caller may pick
 
 
+STT_PROVIDERS = ("yandex", "elevenlabs", "deepgram", "soniox")
+VENDOR_KEY_ENV = {
+    "elevenlabs": "ELEVENLABS_API_KEY",
+    "deepgram": "DEEPGRAM_API_KEY",
+    "soniox": "SONIOX_API_KEY",
+}
+
+
+@dataclass
+class SttProviders:
+    """`stt:`: which recognizer a call uses and what it fails over to.
+
+    Order: `--stt`, then `provider`, then the first configured (yandex, elevenlabs,
+    deepgram, soniox). Vendor API keys only from the environment (`VENDOR_KEY_ENV`).
+    """
+
+    provider: str = ""  # "" = the first configured
+    failover: list[str] = field(default_factory=list)  # next providers for a live call
+    elevenlabs: ElevenLabsSettings = field(default_factory=ElevenLabsSettings)
+    deepgram: DeepgramSettings = field(default_factory=DeepgramSettings)
+    soniox: SonioxSettings = field(default_factory=SonioxSettings)
+
+    def __post_init__(self) -> None:
+        for name in [self.provider, *self.failover]:
+            if name and name not in STT_PROVIDERS:
+                raise ValueError(
+                    f"config: unknown STT provider {name!r} (known: {', '.join(STT_PROVIDERS)})"
+                )
+
+    def vendor(self, name: str) -> ElevenLabsSettings | DeepgramSettings | SonioxSettings:
+        """The options of vendor `name` (one of `VENDOR_KEY_ENV`)."""
+        options: ElevenLabsSettings | DeepgramSettings | SonioxSettings = getattr(self, name)
+        return options
+
+
 @dataclass
 class Config:
     yandex: YandexSettings = field(default_factory=YandexSettings)
@@ -163,43 +223,35 @@ class Config:
     server: ServerSettings = field(default_factory=ServerSettings)
     telephony: TelephonySettings = field(default_factory=TelephonySettings)
     dialogue: DialogueSettings = field(default_factory=DialogueSettings)
+    stt: SttProviders = field(default_factory=SttProviders)
     # Domain sections (e.g. `booking:`) are passed through untyped to the dialogue
     # factory; the engine does not interpret them.
     domain: dict[str, Any] = field(default_factory=dict)
     log_level: str = "INFO"
 
-    def redacted(self) -> dict[str, Any]:
+    def redacted(self, domain: Mapping[str, Any] | None = None) -> dict[str, Any]:
         """The whole configuration, safe to log: secrets masked, URLs without passwords
-        or query tokens. `voicebot serve` logs this at start-up (DEBUG)."""
+        or query tokens. `voicebot serve` logs this at start-up (DEBUG).
+
+        The engine does not know what is secret in a domain section: `domain` is what
+        the dialogue provider's `redacted()` says may be shown; without it the domain
+        sections are named but not shown.
+        """
         d = dataclasses.asdict(self)
         for path in (
             ("yandex", "api_key"),
             ("emulator", "api_key"),
             ("telephony", "voximplant", "secret"),
+            *(("stt", name, "api_key") for name in VENDOR_KEY_ENV),
         ):
             node = d
             for key in path[:-1]:
                 node = node[key]
             if node.get(path[-1]):
                 node[path[-1]] = "***"
-        booking = d["domain"].get("booking")
-        if isinstance(booking, dict):
-            d["domain"]["booking"] = {
-                **booking,
-                **{
-                    k: redact_url(str(booking[k]))
-                    for k in ("store", "webhook_url")
-                    if booking.get(k)
-                },
-            }
-        notify = d["domain"].get("notify")
-        if isinstance(notify, dict) and isinstance(notify.get("webhook"), dict):
-            hook = notify["webhook"]
-            if hook.get("url"):
-                d["domain"]["notify"] = {
-                    **notify,
-                    "webhook": {**hook, "url": redact_url(str(hook["url"]))},
-                }
+        for name in VENDOR_KEY_ENV:
+            d["stt"][name]["url"] = redact_url(d["stt"][name]["url"])
+        d["domain"] = dict(domain) if domain is not None else dict.fromkeys(self.domain, "…")
         return d
 
 
@@ -208,6 +260,17 @@ ENV_OVERRIDES: dict[str, tuple[str, ...]] = {
     "YANDEX_API_KEY": ("yandex", "api_key"),
     "YANDEX_SA_KEY_FILE": ("yandex", "sa_key_file"),
     "VOICEBOT_VOXIMPLANT_SECRET": ("telephony", "voximplant", "secret"),
+    **{var: ("stt", name, "api_key") for name, var in VENDOR_KEY_ENV.items()},
+}
+
+# Old names that keep working: the value moves to its new place (both given: an error).
+ALIASES: dict[tuple[str, ...], tuple[str, ...]] = {
+    ("engine", "reconnect_max_attempts"): ("engine", "recovery", "max_attempts"),
+    ("engine", "reconnect_backoff_s"): ("engine", "recovery", "backoff_s"),
+    ("engine", "replay_buffer_s"): ("engine", "recovery", "replay_buffer_s"),
+    ("engine", "silence_keepalive_ms"): ("engine", "recovery", "keepalive_ms"),
+    ("engine", "stream_rotate_s"): ("engine", "recovery", "rotate_s"),
+    ("stt", "failover_after_losses"): ("engine", "recovery", "failover_after_losses"),
 }
 
 
@@ -224,6 +287,9 @@ def _build(cls: type, data: Any, where: str) -> Any:
     for key, value in data.items():
         if key not in known:
             raise ValueError(f"config: unknown setting {where + '.' if where else ''}{key}")
+        if key == "api_key" and where.startswith("stt."):
+            var = VENDOR_KEY_ENV.get(where.split(".")[-1], "the environment")
+            raise ValueError(f"config: {where}.api_key must come from the environment ({var})")
         hint = hints[key]
         target = _dataclass_in(hint)
         kwargs[key] = _build(target, value, f"{where}.{key}" if where else key) if target else value
@@ -246,8 +312,67 @@ def _dataclass_in(hint: Any) -> type | None:
     return None
 
 
+def _move_aliases(raw: dict[str, Any]) -> None:
+    """Old key names keep working: each value moves to its new place."""
+    for old, new in ALIASES.items():
+        parent = raw.get(old[0])
+        if not isinstance(parent, dict) or old[1] not in parent:
+            continue
+        value = parent.pop(old[1])
+        node = raw
+        for key in new[:-1]:
+            child = node.setdefault(key, {})
+            if not isinstance(child, dict):
+                raise ValueError(f"config: {key} must be a mapping")
+            node = child
+        if new[-1] in node:
+            raise ValueError(f"config: both {'.'.join(old)} and {'.'.join(new)} are set")
+        log.info("config: %s is now %s", ".".join(old), ".".join(new))
+        node[new[-1]] = value
+
+
+def _drop_retired_vendor_keys(raw: dict[str, Any]) -> None:
+    """Vendor recovery keys from before the engine owned recovery: warned about, ignored."""
+    stt = raw.get("stt")
+    if not isinstance(stt, dict):
+        return
+    for name in VENDOR_KEY_ENV:
+        section = stt.get(name)
+        if not isinstance(section, dict):
+            continue
+        for key in RETIRED_VENDOR_KEYS & set(section):
+            section.pop(key)
+            log.warning("config: stt.%s.%s is no longer used (see engine.recovery)", name, key)
+        policy = section.get("policy")
+        if isinstance(policy, dict):
+            for key in RETIRED_POLICY_KEYS & set(policy):
+                policy.pop(key)
+                log.warning(
+                    "config: stt.%s.policy.%s is no longer used (see engine.recovery)", name, key
+                )
+
+
+def config_from_dict(raw: Mapping[str, Any], env: Mapping[str, str] | None = None) -> Config:
+    """A `Config` from already-parsed YAML plus environment overrides (`env`: none
+    when None). Raises ValueError for unknown keys and bad values."""
+    raw = copy.deepcopy(dict(raw))
+    _move_aliases(raw)
+    _drop_retired_vendor_keys(raw)
+    engine_keys = {f.name for f in dataclasses.fields(Config)} - {"domain"}
+    domain = {k: v for k, v in raw.items() if k not in engine_keys}
+    cfg: Config = _build(Config, {k: v for k, v in raw.items() if k in engine_keys}, "")
+    cfg.domain = domain
+    for var, path_ in ENV_OVERRIDES.items():
+        if env and env.get(var):
+            node: Any = cfg
+            for key in path_[:-1]:
+                node = getattr(node, key)
+            setattr(node, path_[-1], env[var])
+    return cfg
+
+
 def load_config(
-    path: str | os.PathLike[str] | None = None, env: dict[str, str] | None = None
+    path: str | os.PathLike[str] | None = None, env: Mapping[str, str] | None = None
 ) -> Config:
     """Load YAML (default: the repo's config.yaml) and apply environment overrides."""
     env = dict(os.environ) if env is None else env
@@ -255,14 +380,4 @@ def load_config(
     raw: dict[str, Any] = {}
     if p.exists():
         raw = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
-    engine_keys = {f.name for f in dataclasses.fields(Config)} - {"domain"}
-    domain = {k: v for k, v in raw.items() if k not in engine_keys}
-    cfg: Config = _build(Config, {k: v for k, v in raw.items() if k in engine_keys}, "")
-    cfg.domain = domain
-    for var, path_ in ENV_OVERRIDES.items():
-        if env.get(var):
-            node: Any = cfg
-            for key in path_[:-1]:
-                node = getattr(node, key)
-            setattr(node, path_[-1], env[var])
-    return cfg
+    return config_from_dict(raw, env)

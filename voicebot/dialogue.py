@@ -93,6 +93,16 @@ class DialogueProvider(Protocol):
         """Apply domain fixture data from a simulate dialogue file's `setup:` (tests)."""
         ...
 
+    def public_info(self) -> Mapping[str, str]:
+        """What a browser page may show before a call (`/api/info`): name, address,
+        timezone of the business. Nothing secret, nothing per caller."""
+        ...
+
+    def redacted(self) -> Mapping[str, Any]:
+        """The provider's config sections as they may be logged (secrets masked): the
+        engine does not know what is secret in a domain section."""
+        ...
+
     async def aclose(self) -> None: ...
 
     # Optional hooks, looked up with getattr (a provider may lack them):
@@ -137,6 +147,12 @@ class EchoProvider:
 
     async def prepare(self, setup: Mapping[str, Any]) -> None:
         return None
+
+    def public_info(self) -> Mapping[str, str]:
+        return {}
+
+    def redacted(self) -> Mapping[str, Any]:
+        return {}
 
     async def aclose(self) -> None:
         return None

@@ -29,6 +29,7 @@ from voicebot.providers.base import (
     SpeechSynthesizer,
     SynthesisOptions,
 )
+from voicebot.providers.failover import FailoverRecognizer
 from voicebot.providers.yandex.auth import ApiKeyAuth, YandexAuth
 from voicebot.transports.audiosocket_register import CallRegistry
 from voicebot.transports.base import CallTransport
@@ -131,10 +132,8 @@ class Runtime:
         closers.insert(0, auth)
         yandex_stt = YandexSTT(stt_ep, auth, tls=tls)
         closers.insert(0, yandex_stt)
-        recognizer: SpeechRecognizer = yandex_stt
-        if stt_provider or cfg.domain.get("stt"):
-            recognizer = _select_recognizer(stt_provider, cfg, yandex_stt, emulator, closers)
-        tts = YandexTTS(tts_ep, auth, tls=tls, settings=y.tts)
+        recognizer = _select_recognizer(stt_provider, cfg, yandex_stt, emulator, closers)
+        tts = YandexTTS(tts_ep, auth, tls=tls)
         closers.insert(0, tts)
         # Offline the same client talks to the emulator's completion endpoint; only
         # dialogues that ask for it (`offline_llm`) get it there.
@@ -242,6 +241,17 @@ class Runtime:
         if event.get("type") == "turn":
             self.turn_metrics.append({"trigger": event.get("trigger"), **event["latency_ms"]})
 
+    def public_info(self) -> Mapping[str, str]:
+        """What the dialogue domain lets a browser page show before a call."""
+        return self.dialogues.public_info()
+
+    def redacted_config(self) -> dict[str, Any]:
+        """The whole configuration as it may be logged (each dialogue masks its own)."""
+        domain: dict[str, Any] = {}
+        for provider in self.modes.values():
+            domain.update(provider.redacted())
+        return self.cfg.redacted(domain=domain)
+
     def live_calls(self) -> int:
         """Calls open right now, every channel."""
         return len(self.sessions)
@@ -277,12 +287,12 @@ def _select_recognizer(
     """Provider selection (explicit, config preference, first configured) and failover."""
     from voicebot.providers.registry import build_recognizer
 
-    rec = build_recognizer(name, cfg, yandex=yandex, emulator=emulator)
-    closers.insert(0, rec)
+    rec = build_recognizer(name, cfg.stt, yandex=yandex, emulator=emulator)
+    if rec is not yandex:  # the Yandex client is already closed by the runtime
+        closers.insert(0, rec)
     return rec
 
 
 def _per_call(recognizer: SpeechRecognizer) -> SpeechRecognizer:
     """A recognizer with per-call state (failover position) gets a fresh view per call."""
-    for_call = getattr(recognizer, "for_call", None)
-    return for_call() if for_call is not None else recognizer
+    return recognizer.for_call() if isinstance(recognizer, FailoverRecognizer) else recognizer

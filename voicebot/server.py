@@ -16,7 +16,7 @@ import gc
 import logging
 import signal
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -56,9 +56,15 @@ class ServedHost(CallHost, Protocol):
     offline: bool
     audiosocket_registry: CallRegistry
     turn_metrics: deque[dict[str, Any]]
+    modes: Mapping[str, Any]  # dialogues a browser caller may pick, the default first
+    default_mode: str | None
 
     def live_calls(self) -> int:
         """Calls open right now, every channel."""
+        ...
+
+    def public_info(self) -> Mapping[str, str]:
+        """What the dialogue domain lets the page show before a call."""
         ...
 
 
@@ -147,13 +153,7 @@ async def _index(request: web.Request) -> web.StreamResponse:
     return web.FileResponse(STATIC_DIR / "index.html")
 
 
-def _salon_info(cfg: Config) -> dict[str, Any]:
-    salon = cfg.domain.get("booking", {}).get("salon", {}) if isinstance(cfg.domain, dict) else {}
-    return {
-        "name": str(salon.get("name", "")),
-        "address": str(salon.get("address", "")),
-        "timezone": str(salon.get("timezone", "")),
-    }
+PUBLIC_INFO_KEYS = ("name", "address", "timezone")
 
 
 async def _info(request: web.Request) -> web.Response:
@@ -166,8 +166,9 @@ async def _info(request: web.Request) -> web.Response:
             # Offline the chat's answers are the emulator's scripted/echo replies.
             "llm": "emulator" if runtime.offline else "yandexgpt",
             "modes": _modes(runtime),
-            "default_mode": getattr(runtime, "default_mode", None),
-            "salon": _salon_info(cfg),
+            "default_mode": runtime.default_mode,
+            # The page's `salon` block: the dialogue's public info, these keys only.
+            "salon": {k: str(runtime.public_info().get(k, "")) for k in PUBLIC_INFO_KEYS},
             "sample_rates": list(cfg.server.allowed_sample_rates),
             "max_message_bytes": cfg.server.max_message_bytes,
         }
@@ -188,7 +189,7 @@ async def _healthz(request: web.Request) -> web.Response:
 
 def _modes(runtime: ServedHost) -> list[str]:
     """The dialogues a browser caller may pick (`dialogue.modes`), the default first."""
-    return list(getattr(runtime, "modes", None) or ())
+    return list(runtime.modes)
 
 
 def _limits(runtime: ServedHost) -> BrowserLimits:
@@ -200,7 +201,7 @@ def _limits(runtime: ServedHost) -> BrowserLimits:
         barge_in=cfg.engine.barge_in,
         offline=bool(runtime.offline),
         modes=tuple(_modes(runtime)),
-        default_mode=getattr(runtime, "default_mode", None),
+        default_mode=runtime.default_mode,
     )
 
 
@@ -257,13 +258,13 @@ async def serve(args: argparse.Namespace) -> int:
 
     cfg = load_config(getattr(args, "config", None))
     _apply_flags(cfg, args)
-    log.debug("configuration: %s", cfg.redacted())
     runtime = await Runtime.create(
         cfg,
         stt_script=getattr(args, "emulator_stt_script", None),
         store=getattr(args, "store", None),
         stt_provider=getattr(args, "stt", None),
     )
+    log.debug("configuration: %s", runtime.redacted_config())
     if runtime.offline:
         script = getattr(args, "emulator_stt_script", None)
         log.warning(

@@ -11,6 +11,7 @@ spoken apology, never silence (`voicebot.chat.answer`).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
 
@@ -44,6 +45,14 @@ class ChatProvider:
 
     async def prepare(self, setup: Mapping[str, Any]) -> None:
         return None
+
+    def public_info(self) -> Mapping[str, str]:
+        """Nothing to show before a call."""
+        return {}
+
+    def redacted(self) -> Mapping[str, Any]:
+        """`chat:` as it may be logged (it holds nothing secret)."""
+        return {"chat": dataclasses.asdict(self.settings)}
 
     async def aclose(self) -> None:
         return None

@@ -1,12 +1,14 @@
 """One continuous recognition stream for the whole call, whatever happens underneath.
 
 The call sees a single endless stream. Underneath, physical streams are rotated before
-SpeechKit's 5-minute cap (at a pause between utterances) and re-opened with backoff after
-UNAVAILABLE / RST_STREAM / DEADLINE_EXCEEDED / RESOURCE_EXHAUSTED. Caller audio is kept
-in a ring buffer indexed by call audio time; a new stream is fed everything after the
-last end of utterance the old one delivered, so no caller speech is lost and no words
-are doubled. When no caller audio flows, `silence_chunk` keeps the stream from the
-5-second inactivity abort.
+SpeechKit's 5-minute cap (at a pause between utterances) and re-opened after a failure
+as `recovery.py` decides (retry with backoff, fail over to the next provider, or give
+up). This class is the only owner of STT recovery: vendor streams are single
+connections, and every wait goes through the call's injected clock. Caller audio is
+kept in a ring buffer indexed by call audio time; a new stream is fed everything after
+the last end of utterance the old one delivered, so no caller speech is lost and no
+words are doubled. When no caller audio flows, silence keeps the stream from the
+provider's inactivity abort (SpeechKit's is 5 s).
 
 Audio is batched (default 100 ms) before it goes to the provider: recognition loses
 nothing, and each gRPC write costs the same whatever its size (~75 µs of server CPU plus
@@ -21,7 +23,6 @@ audio never creates a task.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Callable
 
@@ -29,13 +30,16 @@ from voicebot.audio import peak
 from voicebot.clock import Clock
 from voicebot.config import EngineSettings
 from voicebot.engine.assembler import UtteranceAssembler
+from voicebot.engine.recovery import Action, Recovery
 from voicebot.providers.base import (
     ProviderError,
     RecognitionOptions,
     RecognitionStream,
     SpeechRecognizer,
     StatusCode,
+    SupportsFailover,
 )
+from voicebot.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +52,8 @@ EOU_GUARD_MS = 300
 
 
 class ContinuousRecognizer:
+    """A call's recognition: one writer task, streams opened, rotated and recovered."""
+
     def __init__(
         self,
         recognizer: SpeechRecognizer,
@@ -60,6 +66,10 @@ class ContinuousRecognizer:
         self._recognizer = recognizer
         self._options = options
         self._settings = settings
+        self._policy = settings.recovery
+        self._recovery = Recovery(
+            self._policy, recognizer if isinstance(recognizer, SupportsFailover) else None
+        )
         self._clock = clock
         self.assembler = assembler
         self._on_error = on_error
@@ -73,7 +83,7 @@ class ContinuousRecognizer:
         # Ring buffer of caller audio: _ring holds call audio [_ring_start_ms, fed_ms).
         self._ring = bytearray()
         self._ring_start_ms = 0
-        self._max_ring_bytes = int(settings.replay_buffer_s * 1000) * self._bytes_per_ms
+        self._max_ring_bytes = int(self._policy.replay_buffer_s * 1000) * self._bytes_per_ms
         self._sent_upto = 0  # absolute byte offset in call audio written to the live stream
         self._idle_floor_ms = 0
         self._fed_bytes = 0
@@ -94,6 +104,7 @@ class ContinuousRecognizer:
 
     @property
     def fed_ms(self) -> int:
+        """Caller audio fed so far, plus keep-alive silence (ms of call time)."""
         return self._fed_bytes // self._bytes_per_ms
 
     def feed(self, pcm: bytes) -> None:
@@ -128,28 +139,26 @@ class ContinuousRecognizer:
         if self._worker is None or self._closed:
             return
         idle_ms = (self._clock.monotonic() - self._last_write) * 1000
-        if idle_ms >= self._settings.silence_keepalive_ms:
+        if idle_ms >= self._policy.keepalive_ms:
             self._wake.set()
 
     async def aclose(self) -> None:
+        """Stop recognition: the worker and its stream are closed."""
         self._closed = True
         self._wake.set()
-        if self._worker is not None:
-            self._worker.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._worker
+        err = await cancel_and_wait(self._worker)
+        if err is not None:
+            log.error("recognition worker failed: %r", err)
 
     # ------------------------------------------------------------------ worker
 
     async def _run(self) -> None:
-        attempts = 0
         while not self._closed:
             replay_from = self._replay_point()
             try:
                 stream = await self._recognizer.open_stream(self._options)
             except ProviderError as e:
-                attempts += 1
-                if not await self._backoff(e, attempts):
+                if not await self._recover(e):
                     return
                 continue
             self.streams_opened += 1
@@ -165,34 +174,44 @@ class ContinuousRecognizer:
             try:
                 reason = await self._pump(stream, replay_from)
             finally:
-                reader.cancel()
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await reader
-                with contextlib.suppress(Exception):
+                await cancel_and_wait(reader)
+                try:
                     await stream.aclose()
+                except Exception as e:  # the stream is being dropped anyway
+                    log.debug("closing a recognition stream failed: %r", e)
+            if got_results.is_set():
+                self._recovery.results()
             if reason == "rotate":
                 self.rotations += 1
-                attempts = 0
+                self._recovery.rotated()
                 continue
             if reason == "closed":
                 return
-            # The stream failed or ended on its own: reconnect and replay, after a pause
-            # that grows while streams keep failing before recognizing anything.
+            # The stream failed or ended on its own: reconnect and replay.
             self.reconnects += 1
-            attempts = 1 if got_results.is_set() else attempts + 1
             err = self._stream_failed or ProviderError("stream ended", code="ENDED", retriable=True)
-            if not await self._backoff(err, attempts):
+            if not await self._recover(err):
                 return
 
-    async def _backoff(self, err: ProviderError, attempts: int) -> bool:
-        if attempts > self._settings.reconnect_max_attempts:
-            log.error("recognition gave up after %d attempts: %r", attempts - 1, err)
+    async def _recover(self, err: ProviderError) -> bool:
+        """Act on `recovery.py`'s verdict; False when recognition gives up."""
+        verdict = self._recovery.failure(err)
+        if verdict.action is Action.GIVE_UP:
+            log.error("recognition gave up (%s): %r", verdict.reason, err)
             self.failed = err
             self._on_error(err)
             return False
-        delay = self._settings.reconnect_backoff_s * (2 ** (attempts - 1))
-        log.warning("recognition stream lost (%s); retry %d in %.2fs", err.code, attempts, delay)
-        await self._clock.sleep(min(delay, 5.0))
+        if verdict.action is Action.FAIL_OVER:
+            log.warning("recognition fails over (%s)", verdict.reason)
+            return not self._closed
+        log.warning(
+            "recognition stream lost (%s); retry %d in %.2fs",
+            verdict.reason,
+            self._recovery.attempts,
+            verdict.delay_s,
+        )
+        if verdict.delay_s > 0:
+            await self._clock.sleep(verdict.delay_s)
         return not self._closed
 
     def _replay_point(self) -> int:
@@ -202,7 +221,7 @@ class ContinuousRecognizer:
         return max(self.assembler.committed_ms, self._idle_floor_ms, self._ring_start_ms)
 
     async def _pump(self, stream: RecognitionStream, base_ms: int) -> str:
-        rotate_ms = self._settings.stream_rotate_s * 1000
+        rotate_ms = self._policy.rotate_s * 1000
         hard_cap_ms = rotate_ms + 10_000  # past this, rotate even mid-utterance
         while True:
             if self._closed:
@@ -232,7 +251,7 @@ class ContinuousRecognizer:
 
     def _keepalive_due(self) -> bool:
         idle_ms = (self._clock.monotonic() - self._last_write) * 1000
-        return idle_ms >= self._settings.silence_keepalive_ms
+        return idle_ms >= self._policy.keepalive_ms
 
     async def _write_audio(
         self, stream: RecognitionStream, nbytes: int, silence_ms: int = 0

@@ -46,6 +46,25 @@ class StreamLimitError(ProviderError):
     """A per-stream cap was hit (e.g. SpeechKit's 5-minute OUT_OF_RANGE)."""
 
 
+class ReopenNow(ProviderError):
+    """A stream refused in a way a new stream fixes at once (retriable, not a loss).
+
+    SpeechKit: UNAUTHENTICATED before any response means an expired IAM token (the
+    stream already invalidated it), and grpc-aio can report a server's refusal as a
+    local INTERNAL (grpc/grpc#36066). `cause` is the error to report when the new
+    stream is refused too.
+    """
+
+    def __init__(self, cause: ProviderError) -> None:
+        super().__init__(
+            f"{cause} (a new stream may succeed)",
+            code=cause.code,
+            retriable=True,
+            provider=cause.provider,
+        )
+        self.cause = cause
+
+
 # --------------------------------------------------------------------------- recognition
 
 
@@ -155,9 +174,22 @@ class RecognitionStream(Protocol):
 
 
 class SpeechRecognizer(Protocol):
+    """Opens recognition streams; `name` is the provider's ("yandex", "deepgram"...)."""
+
     name: str
 
-    async def open_stream(self, options: RecognitionOptions) -> RecognitionStream: ...
+    async def open_stream(self, options: RecognitionOptions) -> RecognitionStream:
+        """One new stream, or a `ProviderError` (no retries: the engine decides)."""
+        ...
+
+
+@runtime_checkable
+class SupportsFailover(Protocol):
+    """A recognizer over several providers (`providers.failover.FailoverRecognizer`)."""
+
+    def fail_over(self, reason: str) -> bool:
+        """Move new streams to the next provider; False when none is left."""
+        ...
 
 
 # --------------------------------------------------------------------------- synthesis

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass, field
 from urllib.parse import urlencode
 
 from websockets.asyncio.client import ClientConnection, connect
@@ -25,30 +24,16 @@ from voicebot.providers.base import (
     RecognitionOptions,
     Word,
 )
+from voicebot.providers.options import DEEPGRAM_URL, DeepgramSettings
 from voicebot.providers.wsstream import (
     Reconnect,
-    StreamPolicy,
     WsRecognitionStream,
     header_pairs,
 )
 
 log = logging.getLogger(__name__)
 
-DEFAULT_URL = "wss://api.deepgram.com/v1/listen"
-
-
-@dataclass
-class DeepgramSettings:
-    url: str = DEFAULT_URL
-    api_key: str = field(default="", repr=False)
-    model: str = "nova-3"
-    language: str = ""  # empty: from RecognitionOptions.language ("ru-RU" -> "ru")
-    endpointing_ms: int | None = None  # None: RecognitionOptions.eou_pause_ms
-    utterance_end_ms: int = 1000  # Deepgram: values under 1000 give no benefit
-    smart_format: bool = True
-    punctuate: bool = True
-    extra_params: dict[str, str] = field(default_factory=dict)
-    policy: StreamPolicy = field(default_factory=StreamPolicy)
+DEFAULT_URL = DEEPGRAM_URL
 
 
 class DeepgramSTT:
@@ -111,13 +96,6 @@ class DeepgramStream(WsRecognitionStream):
     async def send_frame(self, ws: ClientConnection, pcm: bytes) -> None:
         await ws.send(pcm)  # binary; never an empty frame (that is the legacy close)
 
-    async def send_keepalive(self, ws: ClientConnection) -> None:
-        if self._conn_sent == self._conn_base:
-            # KeepAlive alone does not hold a connection that never got audio.
-            self.inject_silence(100)
-        else:
-            await ws.send(json.dumps({"type": "KeepAlive"}))
-
     async def send_end(self, ws: ClientConnection) -> None:
         await ws.send(json.dumps({"type": "CloseStream"}))
 
@@ -125,9 +103,6 @@ class DeepgramStream(WsRecognitionStream):
         """Flush buffered audio into finals now (client-side end of speech)."""
         if self._ws is not None:
             await self._ws.send(json.dumps({"type": "Finalize"}))
-
-    def on_connection(self) -> None:
-        self._last_word_end = 0.0
 
     def on_message(self, msg: str | bytes) -> bool:
         try:
@@ -139,7 +114,6 @@ class DeepgramStream(WsRecognitionStream):
         if kind == "Results":
             self._on_results(data)
         elif kind == "UtteranceEnd":
-            self.mark_progress()
             lwe = float(data.get("last_word_end") or 0.0)
             if self._pieces and lwe + 1e-3 >= self._last_word_end:
                 self._end_utterance(self.stream_ms(lwe * 1000))
@@ -151,7 +125,6 @@ class DeepgramStream(WsRecognitionStream):
         return False
 
     def _on_results(self, data: dict) -> None:
-        self.mark_progress()
         alts = (data.get("channel") or {}).get("alternatives") or [{}]
         alt = alts[0]
         text = (alt.get("transcript") or "").strip()
@@ -197,9 +170,7 @@ class DeepgramStream(WsRecognitionStream):
             return ProviderError(f"deepgram: {reason or 'bad audio'}", code="DATA-0000", provider=p)
         if code == 1011 and "net0001" in reason.lower().replace("-", ""):
             # Idle close: nothing was lost; reconnect once the caller's audio resumes.
-            return Reconnect(
-                f"deepgram: idle close: {reason}", code="NET-0001", provider=p, lazy=True
-            )
+            return Reconnect(f"deepgram: idle close: {reason}", code="NET-0001", provider=p)
         if code == 1011:
             return ProviderError(f"deepgram: {reason}", code="NET-0000", retriable=True, provider=p)
         return super().close_error(code, reason)

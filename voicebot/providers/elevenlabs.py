@@ -18,7 +18,6 @@ import base64
 import json
 import logging
 import math
-from dataclasses import dataclass, field
 from urllib.parse import urlencode
 
 from websockets.asyncio.client import ClientConnection, connect
@@ -33,11 +32,12 @@ from voicebot.providers.base import (
     RecognitionOptions,
     Word,
 )
-from voicebot.providers.wsstream import Reconnect, StreamPolicy, WsRecognitionStream, header_pairs
+from voicebot.providers.options import ELEVENLABS_URL, ElevenLabsSettings
+from voicebot.providers.wsstream import Reconnect, WsRecognitionStream, header_pairs
 
 log = logging.getLogger(__name__)
 
-DEFAULT_URL = "wss://api.elevenlabs.io/v1/speech-to-text/realtime"
+DEFAULT_URL = ELEVENLABS_URL
 FORMATS = {
     8000: "pcm_8000",
     16000: "pcm_16000",
@@ -48,28 +48,6 @@ FORMATS = {
 }
 MIN_COMMIT_S = 0.3  # a shorter commit is fatal (`commit_throttled`, then close)
 PAD_COMMIT_S = 0.35
-
-
-@dataclass
-class ElevenLabsSettings:
-    url: str = DEFAULT_URL
-    api_key: str = field(default="", repr=False)
-    model_id: str = "scribe_v2_realtime"
-    language_code: str = ""  # empty: from RecognitionOptions.language ("ru-RU" -> "ru")
-    commit_strategy: str = "vad"  # or "manual": the stream commits on finish() / commit()
-    vad_silence_threshold_secs: float | None = None  # None: RecognitionOptions.eou_pause_ms
-    vad_threshold: float = 0.4
-    min_speech_duration_ms: int = 100
-    min_silence_duration_ms: int = 100
-    include_timestamps: bool = True
-    keyterms: list[str] = field(default_factory=list)
-    twin_timeout_s: float = 0.3  # how long a plain commit waits for its timestamped twin
-    keepalive_silence_ms: int = 250
-    policy: StreamPolicy = field(default_factory=lambda: StreamPolicy(keepalive_s=5.0))
-
-    def __post_init__(self) -> None:
-        if self.commit_strategy not in ("vad", "manual"):
-            raise ValueError("elevenlabs commit_strategy must be 'vad' or 'manual'")
 
 
 class ElevenLabsSTT:
@@ -124,7 +102,7 @@ def map_error(kind: str, text: str) -> ProviderError:
     if kind == "session_time_limit_exceeded":  # a normal rollover: reconnect at once
         return Reconnect(msg, code=kind, provider=p)
     if kind == "insufficient_audio_activity":  # idle: reconnect when audio resumes
-        return Reconnect(msg, code=kind, provider=p, lazy=True)
+        return Reconnect(msg, code=kind, provider=p)
     if kind in _CLIENT_BUG:
         return ProviderError(msg, code=kind, retriable=False, provider=p)
     # commit_throttled (the replay re-sends the segment) and the generic `error`.
@@ -143,11 +121,9 @@ class ElevenLabsStream(WsRecognitionStream):
         self._last_committed: str | None = None
         self._plain: tuple[str, asyncio.TimerHandle] | None = None
         self._orphan_twin: str | None = None
-        self._first_chunk = True
         self._commit_pos = 0  # absolute byte offset of the last commit point
         self._commit_marks: list[int] = []  # manual commits requested at these offsets
         self._awaiting = 0  # our commits not answered yet
-        self._context = ""  # recent committed text, for previous_text after a reconnect
 
     @property
     def vad_silence_s(self) -> float:
@@ -197,14 +173,6 @@ class ElevenLabsStream(WsRecognitionStream):
         self.session_id = str(first.get("session_id", ""))
         return ws
 
-    def on_connection(self) -> None:
-        self._cancel_plain(emit=True)  # a plain commit of the last connection still counts
-        self._first_chunk = True
-        self._commit_pos = self._conn_base
-        self._awaiting = 0
-        self._last_partial = ""
-        self._orphan_twin = None
-
     def _chunk(self, pcm: bytes, commit: bool) -> str:
         msg = {
             "message_type": "input_audio_chunk",
@@ -212,9 +180,6 @@ class ElevenLabsStream(WsRecognitionStream):
             "commit": commit,
             "sample_rate": self.rate,
         }
-        if self._first_chunk and self._context and self.connections > 1:
-            msg["previous_text"] = self._context[-50:]  # first chunk only, per the docs
-        self._first_chunk = False
         return json.dumps(msg, ensure_ascii=False)
 
     async def send_frame(self, ws: ClientConnection, pcm: bytes) -> None:
@@ -225,12 +190,9 @@ class ElevenLabsStream(WsRecognitionStream):
             self._awaiting += 1
         await ws.send(self._chunk(pcm, commit))
 
-    async def send_keepalive(self, ws: ClientConnection) -> None:
-        self.inject_silence(self.settings.keepalive_silence_ms)  # no keep-alive message exists
-
     async def commit(self) -> None:
         """Manual commit of everything sent so far, padded to the 0.3 s minimum."""
-        uncommitted = self.ms_for_bytes(self._total - max(self._commit_pos, self._buf_start)) / 1000
+        uncommitted = self.ms_for_bytes(self._total - max(self._commit_pos, self._covered)) / 1000
         if uncommitted < PAD_COMMIT_S:
             self.inject_silence(round((PAD_COMMIT_S - uncommitted) * 1000) + 20)
         self._commit_marks.append(self._total)
@@ -258,10 +220,8 @@ class ElevenLabsStream(WsRecognitionStream):
         if kind == "partial_transcript":
             self._on_partial(str(data.get("text") or ""))
         elif kind == "committed_transcript":
-            self.mark_progress()
             self._on_plain(str(data.get("text") or ""))
         elif kind == "committed_transcript_with_timestamps":
-            self.mark_progress()
             self._on_twin(str(data.get("text") or ""), data.get("words") or [])
         elif kind in ERROR_TYPES:
             raise map_error(kind, str(data.get("error", "")))
@@ -344,7 +304,6 @@ class ElevenLabsStream(WsRecognitionStream):
         if not text:
             return  # a committed silence
         self._last_committed = text
-        self._context = f"{self._context} {text}".strip()[-200:]
         start = words[0].start_ms if words else end
         self.emit(Final(text, self.next_final_index(), start, end, words=words))
         self.emit(EndOfUtterance(end if words else self.sent_ms))
@@ -356,10 +315,7 @@ class ElevenLabsStream(WsRecognitionStream):
         if code == 1000 and not reason:
             # The server idles a session out with a bare normal close.
             return Reconnect(
-                "elevenlabs: closed by server (idle)",
-                code="IDLE_CLOSE",
-                provider=self.provider,
-                lazy=True,
+                "elevenlabs: closed by server (idle)", code="IDLE_CLOSE", provider=self.provider
             )
         if reason in ERROR_TYPES:
             return map_error(reason, "connection closed")

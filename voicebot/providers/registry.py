@@ -5,19 +5,9 @@ Selection follows the usual multi-provider order: an explicit provider (per call
 first: it is the default and the reference). Providers are built lazily, on their first
 stream, so an unused vendor costs nothing and a broken optional one cannot stop start-up.
 
-Settings live under `stt:` in config.yaml (read from `cfg.domain["stt"]` until the typed
-config grows a section); keys come from the environment only:
-
-    stt:
-      provider: deepgram          # preference; "" = first configured
-      failover: [yandex, soniox]  # next providers, in order, for a live call
-      failover_after_losses: 2    # connection losses in a row before switching
-      elevenlabs: {url: ..., model_id: scribe_v2_realtime, commit_strategy: vad, ...}
-      deepgram:   {url: ..., model: nova-3, utterance_end_ms: 1000, ...}
-      soniox:     {url: ..., model: stt-rt-v3, ...}
-      # each provider section may also hold `policy: {max_reconnects, backoff_s, ...}`
-
-    ELEVENLABS_API_KEY, DEEPGRAM_API_KEY, SONIOX_API_KEY
+Settings are the typed `Config.stt` (`voicebot/config.py`, the `stt:` section); vendor
+keys come from the environment only (ELEVENLABS_API_KEY, DEEPGRAM_API_KEY,
+SONIOX_API_KEY). When to fail over is the engine's decision (`engine/recovery.py`).
 
 Offline (the runtime runs on the Yandex emulator) a provider without a key is served by
 its local fake server, started on first use and sharing the emulator's transcript
@@ -27,21 +17,16 @@ scripts, so `voicebot simulate --stt deepgram` works with no network.
 from __future__ import annotations
 
 import asyncio
+import copy
 import dataclasses
 import logging
-import os
-import typing
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from voicebot.config import Config
+from voicebot.config import STT_PROVIDERS, VENDOR_KEY_ENV, SttProviders
 from voicebot.providers.base import RecognitionOptions, RecognitionStream, SpeechRecognizer
-from voicebot.providers.deepgram import DeepgramSettings
-from voicebot.providers.elevenlabs import ElevenLabsSettings
 from voicebot.providers.failover import FailoverRecognizer
-from voicebot.providers.soniox import SonioxSettings
-from voicebot.providers.wsstream import StreamPolicy
+from voicebot.providers.options import DeepgramSettings, ElevenLabsSettings, SonioxSettings
 
 if TYPE_CHECKING:
     from voicebot.emulator.fakes import FakeServer
@@ -49,76 +34,14 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-PROVIDERS = ("yandex", "elevenlabs", "deepgram", "soniox")
-KEY_ENV = {
-    "elevenlabs": "ELEVENLABS_API_KEY",
-    "deepgram": "DEEPGRAM_API_KEY",
-    "soniox": "SONIOX_API_KEY",
-}
+PROVIDERS = STT_PROVIDERS
+KEY_ENV = VENDOR_KEY_ENV
 OFFLINE_KEY = "offline-fake-key"  # what clients send to a local fake that checks no key
 
-
-@dataclass
-class SttProviderSettings:
-    """The `stt:` section."""
-
-    provider: str = ""
-    failover: list[str] = field(default_factory=list)
-    failover_after_losses: int = 2
-    elevenlabs: ElevenLabsSettings = field(default_factory=ElevenLabsSettings)
-    deepgram: DeepgramSettings = field(default_factory=DeepgramSettings)
-    soniox: SonioxSettings = field(default_factory=SonioxSettings)
-
-    def vendor(self, name: str) -> Any:
-        return getattr(self, name)
-
-    def redacted(self) -> dict[str, Any]:
-        d = dataclasses.asdict(self)
-        for name in KEY_ENV:
-            if d[name].get("api_key"):
-                d[name]["api_key"] = "***"
-        return d
+VendorOptions = ElevenLabsSettings | DeepgramSettings | SonioxSettings
 
 
-def _build(cls: type, data: Any, where: str) -> Any:
-    """A dataclass from a mapping; unknown keys are errors, nested dataclasses recurse."""
-    if data is None:
-        return cls()
-    if not isinstance(data, Mapping):
-        raise ValueError(f"config: {where} must be a mapping")
-    hints = typing.get_type_hints(cls)
-    known = {f.name for f in dataclasses.fields(cls)}
-    kwargs: dict[str, Any] = {}
-    for key, value in data.items():
-        if key not in known:
-            raise ValueError(f"config: unknown setting {where}.{key}")
-        if key == "api_key":
-            raise ValueError(
-                f"config: {where}.api_key must come from the environment ({KEY_ENV.get(where.split('.')[-1], 'env')})"
-            )
-        hint = hints[key]
-        kwargs[key] = (
-            _build(hint, value, f"{where}.{key}") if dataclasses.is_dataclass(hint) else value
-        )
-    return cls(**kwargs)
-
-
-def load_stt_settings(cfg: Config, env: Mapping[str, str] | None = None) -> SttProviderSettings:
-    """The `stt:` section plus the API keys from the environment."""
-    env = os.environ if env is None else env
-    s: SttProviderSettings = _build(SttProviderSettings, cfg.domain.get("stt") or {}, "stt")
-    for name in [s.provider, *s.failover]:
-        if name and name not in PROVIDERS:
-            raise ValueError(
-                f"config: unknown STT provider {name!r} (known: {', '.join(PROVIDERS)})"
-            )
-    for name, var in KEY_ENV.items():
-        if env.get(var):
-            s.vendor(name).api_key = env[var]
-    return s
-
-
-def configured(settings: SttProviderSettings, *, yandex: bool, offline: bool = False) -> list[str]:
+def configured(settings: SttProviders, *, yandex: bool, offline: bool = False) -> list[str]:
     """Providers usable now, in default order: Yandex when given, vendors with a key
     (offline: all of them, on their fakes)."""
     out = ["yandex"] if yandex else []
@@ -127,9 +50,9 @@ def configured(settings: SttProviderSettings, *, yandex: bool, offline: bool = F
 
 
 def select_provider(
-    name: str | None, settings: SttProviderSettings, *, yandex: bool, offline: bool = False
+    name: str | None, settings: SttProviders, *, yandex: bool, offline: bool = False
 ) -> str:
-    """Explicit, else preference, else first configured."""
+    """Explicit, else preference, else first configured. Raises ValueError."""
     usable = configured(settings, yandex=yandex, offline=offline)
     if name:
         if name not in PROVIDERS:
@@ -185,27 +108,25 @@ class LazyRecognizer:
             self.fake = None
 
 
-def _vendor_client(name: str, settings: Any) -> SpeechRecognizer:
-    if name == "elevenlabs":
+def _vendor_client(options: VendorOptions) -> SpeechRecognizer:
+    """The vendor's client, given only its own options."""
+    if isinstance(options, ElevenLabsSettings):
         from voicebot.providers.elevenlabs import ElevenLabsSTT
 
-        return ElevenLabsSTT(settings)
-    if name == "deepgram":
+        return ElevenLabsSTT(options)
+    if isinstance(options, DeepgramSettings):
         from voicebot.providers.deepgram import DeepgramSTT
 
-        return DeepgramSTT(settings)
+        return DeepgramSTT(options)
     from voicebot.providers.soniox import SonioxSTT
 
-    return SonioxSTT(settings)
+    return SonioxSTT(options)
 
 
-def _lazy_vendor(
-    name: str, settings: SttProviderSettings, emulator: Emulator | None
-) -> LazyRecognizer:
-    vs = settings.vendor(name)
+def _lazy_vendor(name: str, vs: VendorOptions, emulator: Emulator | None) -> LazyRecognizer:
     lazy = LazyRecognizer(name, lambda: None)
     if vs.api_key or emulator is None:
-        lazy._factory = lambda: _vendor_client(name, vs)
+        lazy._factory = lambda: _vendor_client(vs)
         return lazy
 
     async def with_fake() -> SpeechRecognizer:
@@ -219,7 +140,7 @@ def _lazy_vendor(
         log.warning(
             "STT %s runs OFFLINE on a local fake server (a test double) at %s", name, fake.url
         )
-        return _vendor_client(name, dataclasses.replace(vs, url=fake.url, api_key=OFFLINE_KEY))
+        return _vendor_client(dataclasses.replace(vs, url=fake.url, api_key=OFFLINE_KEY))
 
     lazy._factory = with_fake
     return lazy
@@ -227,12 +148,11 @@ def _lazy_vendor(
 
 def build_recognizer(
     name: str | None,
-    cfg: Config,
+    settings: SttProviders,
     *,
     yandex: SpeechRecognizer | None,
     emulator: Emulator | None = None,
     endpoints_override: Mapping[str, str] | None = None,
-    env: Mapping[str, str] | None = None,
 ) -> SpeechRecognizer:
     """The recognizer for a call or process: the selected provider, wrapped in a
     `FailoverRecognizer` when `stt.failover` names further configured providers.
@@ -240,9 +160,9 @@ def build_recognizer(
     `yandex`: the Yandex recognizer (the runtime already has one). `emulator`: offline,
     vendors without a key run on local fakes. `endpoints_override`: provider -> URL (e.g.
     `start_fakes().urls`), taking precedence over config; such a vendor counts as configured.
-    The result has `aclose()`.
+    The result has `aclose()`. Raises ValueError for an unknown or unconfigured provider.
     """
-    settings = load_stt_settings(cfg, env)
+    settings = copy.deepcopy(settings)
     for prov, url in (endpoints_override or {}).items():
         if prov not in KEY_ENV:
             raise ValueError(f"endpoints_override: unknown provider {prov!r}")
@@ -265,24 +185,21 @@ def build_recognizer(
         if p == "yandex":
             assert yandex is not None
             return yandex
-        return _lazy_vendor(p, settings, emulator)
+        return _lazy_vendor(p, settings.vendor(p), emulator)
 
     recs = [make(p) for p in chain]
     log.info("STT providers: %s", " -> ".join(chain))
     if len(recs) == 1:  # nothing to fail over to: no wrapper on the audio path
         return recs[0]
     owned = [r for r in recs if r is not yandex]  # the runtime closes its own Yandex client
-    return FailoverRecognizer(recs, loss_threshold=settings.failover_after_losses, owns=owned)
+    return FailoverRecognizer(recs, owns=owned)
 
 
 __all__ = [
     "PROVIDERS",
     "FailoverRecognizer",
     "LazyRecognizer",
-    "StreamPolicy",
-    "SttProviderSettings",
     "build_recognizer",
     "configured",
-    "load_stt_settings",
     "select_provider",
 ]

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass, field
 from typing import Any
 
 from websockets.asyncio.client import ClientConnection, connect
@@ -26,23 +25,13 @@ from voicebot.providers.base import (
     RecognitionOptions,
     Word,
 )
-from voicebot.providers.wsstream import Reconnect, StreamPolicy, WsRecognitionStream, header_pairs
+from voicebot.providers.options import SONIOX_URL, SonioxSettings
+from voicebot.providers.wsstream import Reconnect, WsRecognitionStream, header_pairs
 
 log = logging.getLogger(__name__)
 
-DEFAULT_URL = "wss://stt-rt.soniox.com/transcribe-websocket"
+DEFAULT_URL = SONIOX_URL
 SPECIAL = ("<end>", "<fin>")
-
-
-@dataclass
-class SonioxSettings:
-    url: str = DEFAULT_URL
-    api_key: str = field(default="", repr=False)
-    model: str = "stt-rt-v3"
-    language_hints: list[str] = field(default_factory=list)  # empty: from RecognitionOptions
-    max_endpoint_delay_ms: int | None = None  # None: RecognitionOptions.eou_pause_ms (500..3000)
-    context: dict[str, Any] | None = None
-    policy: StreamPolicy = field(default_factory=lambda: StreamPolicy(keepalive_s=5.0))
 
 
 class SonioxSTT:
@@ -125,9 +114,6 @@ class SonioxStream(WsRecognitionStream):
     async def send_frame(self, ws: ClientConnection, pcm: bytes) -> None:
         await ws.send(pcm)
 
-    async def send_keepalive(self, ws: ClientConnection) -> None:
-        await ws.send(json.dumps({"type": "keepalive"}))
-
     async def send_end(self, ws: ClientConnection) -> None:
         await ws.send("")  # an empty frame ends the stream
 
@@ -145,8 +131,6 @@ class SonioxStream(WsRecognitionStream):
         if "error_code" in data:
             raise self._error(data.get("error_code"), str(data.get("error_message", "")))
         tokens = data.get("tokens") or []
-        if tokens:
-            self.mark_progress()
         tail: list[dict] = []
         for t in tokens:
             text = t.get("text", "")
@@ -199,5 +183,5 @@ class SonioxStream(WsRecognitionStream):
         if n == 429:
             return RateLimitError(text, code=str(n), retriable=True, provider=p)
         if n == 408:  # idle close: nothing lost, reconnect when audio resumes
-            return Reconnect(text, code=str(n), provider=p, lazy=True)
+            return Reconnect(text, code=str(n), provider=p)
         return ProviderError(text, code=str(n), retriable=n >= 500 or n == 0, provider=p)

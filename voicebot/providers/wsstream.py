@@ -1,24 +1,24 @@
 """Shared machinery of the WebSocket streaming recognizers (ElevenLabs, Deepgram, Soniox).
 
-The three vendors differ in framing and events but share one failure model: the socket
-can drop or idle-close at any moment, there is no resume, and every new connection's
-timeline restarts at 0. So one class keeps the caller's audio until a final covers it,
-replays it onto a fresh socket after a loss (no speech is lost), maps per-connection
-times back onto the stream's own clock, and keeps the socket alive; each subclass only
-speaks its protocol: how to connect, how to frame audio, how to read a message.
+One stream is one WebSocket connection. When it ends in a way a new connection fixes
+(a drop, a vendor session limit, an idle close), the iterator raises a typed retriable
+`ProviderError` (`Reconnect` for the limits nobody is to blame for) and the engine's
+recognizer (`voicebot/engine/recognition.py`) opens a new stream and replays the
+caller's audio from its own buffer, under its one `RecoveryPolicy`: reconnect, replay,
+backoff and keep-alive are not done here. Each subclass only speaks its protocol: how
+to connect, how to frame audio, how to read a message.
 
 Stream time is the audio handed to `send_audio`/`send_silence` (plus any silence a
-subclass injects as keep-alive), in ms since the stream opened.
+subclass injects, e.g. ElevenLabs' commit padding), in ms since the stream opened; with
+one connection per stream it is also the connection's own timeline.
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
-import contextlib
 import logging
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from typing import Any
 
 from websockets.asyncio.client import ClientConnection
@@ -30,33 +30,23 @@ from voicebot.providers.base import (
     RateLimitError,
     RecognitionEvent,
     RecognitionOptions,
+    StreamLimitError,
 )
+from voicebot.providers.options import StreamPolicy
+from voicebot.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
 _END = object()
 
 
-@dataclass
-class StreamPolicy:
-    """Connection behaviour common to all WebSocket providers."""
+class Reconnect(StreamLimitError):
+    """The connection ended in a way that needs a new stream but is nobody's failure (a
+    vendor session time limit, an idle close): the engine reopens without counting it
+    as a loss, like SpeechKit's per-stream cap."""
 
-    max_reconnects: int = 3  # consecutive failed connections before the stream gives up
-    backoff_s: float = 0.2  # doubled per consecutive failure, capped at backoff_max_s
-    backoff_max_s: float = 2.0
-    replay_max_s: float = 30.0  # caller audio kept for replay after a lost connection
-    open_timeout_s: float = 5.0  # handshake + readiness
-    finish_timeout_s: float = 5.0  # wait for the last results after the graceful end
-    keepalive_s: float = 4.0  # keep-alive after this long with nothing sent
-
-
-class Reconnect(ProviderError):
-    """The connection ended in a way that needs a new socket but is nobody's failure
-    (a session time limit, an idle close). `lazy`: wait for new audio first."""
-
-    def __init__(self, message: str, *, code: str, provider: str, lazy: bool = False) -> None:
+    def __init__(self, message: str, *, code: str, provider: str) -> None:
         super().__init__(message, code=code, retriable=True, provider=provider)
-        self.lazy = lazy
 
 
 def header_pairs(metadata: tuple[tuple[str, str], ...]) -> list[tuple[str, str]]:
@@ -100,11 +90,11 @@ def handshake_error(exc: Exception, provider: str) -> ProviderError:
 
 
 class WsRecognitionStream:
-    """One recognition stream over a sequence of WebSocket connections.
+    """One recognition stream over one WebSocket connection.
 
-    `send_audio` never blocks on the network: audio goes to a buffer that a single
-    writer task drains onto the current socket, and it stays there until a final covers
-    it (`trim_to_ms`), so a lost connection is replayed from the first unfinalized byte.
+    `send_audio` never blocks on the network: audio goes to a queue that a single
+    writer task drains onto the socket. If the socket stalls, the queue is capped at
+    `policy.max_pending_s` (the oldest unsent audio is dropped, logged once).
     """
 
     provider = ""
@@ -114,50 +104,51 @@ class WsRecognitionStream:
         self.options = options
         self.policy = policy
         self.rate = options.sample_rate
-        self._buf = bytearray()
+        self._buf = bytearray()  # audio not sent yet
         self._buf_start = 0  # absolute byte offset of _buf[0]
         self._total = 0  # absolute bytes appended
-        self._conn_base = 0  # absolute offset where the current connection's time 0 is
-        self._conn_sent = 0  # absolute offset sent on the current connection
+        self._conn_sent = 0  # absolute offset sent on the connection
+        self._covered = 0  # absolute offset a final covers (see `trim_to_ms`)
         self._events: asyncio.Queue[Any] = asyncio.Queue()
         self._wake = asyncio.Event()
         self._finishing = False
         self._end_sent = False
         self._closed = False
-        self._progress = False
         self._final_index = 0
         self._task: asyncio.Task[None] | None = None
         self._ws: ClientConnection | None = None
-        self.connections = 0  # sockets opened so far (for tests and logs)
-        self.dropped_ms = 0  # audio lost to the replay cap
+        self.connections = 0  # 1 once connected (for tests and logs)
+        self.dropped_ms = 0  # unsent audio lost to the pending cap
 
     # ------------------------------------------------------------------ public API
 
     def start(self) -> None:
+        """Connect and run (one task per stream)."""
         self._task = asyncio.get_running_loop().create_task(self._run())
 
     async def send_audio(self, pcm: bytes) -> None:
+        """Queue LINEAR16 audio; never waits on the network."""
         if self._finishing or self._closed or not pcm:
             return
         self._append(pcm)
 
     async def send_silence(self, duration_ms: int) -> None:
+        """Silence is audio too: zeros, so the vendor's timeline advances."""
         n = self.bytes_for_ms(duration_ms)
         if n:
             await self.send_audio(bytes(n))
 
     async def finish(self) -> None:
+        """No more audio: ask for the last results; iteration then ends by itself."""
         self._finishing = True
         self._wake.set()
 
     async def aclose(self) -> None:
+        """Cancel at once; iteration ends."""
         if self._closed:
             return
         self._closed = True
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._task
+        await cancel_and_wait(self._task)
         self._events.put_nowait(_END)
 
     def __aiter__(self) -> AsyncIterator[RecognitionEvent]:
@@ -177,45 +168,38 @@ class WsRecognitionStream:
     # ------------------------------------------------------------------ for subclasses
 
     def bytes_for_ms(self, ms: float) -> int:
+        """LINEAR16 bytes in `ms` of audio at the stream's rate (whole samples)."""
         return int(ms * self.rate / 1000) * 2
 
     def ms_for_bytes(self, n: int) -> int:
+        """Whole ms of audio in `n` LINEAR16 bytes."""
         return n * 1000 // (2 * self.rate)
 
     @property
     def sent_ms(self) -> int:
-        """Stream time of the audio sent on the current connection."""
+        """Stream time of the audio sent so far."""
         return self.ms_for_bytes(self._conn_sent)
 
     def stream_ms(self, conn_ms: float) -> int:
-        """A time on the current connection's timeline, on the stream's clock."""
-        return self.ms_for_bytes(self._conn_base) + round(conn_ms)
-
-    def conn_audio_ms(self) -> int:
-        """Audio sent on the current connection so far."""
-        return self.ms_for_bytes(self._conn_sent - self._conn_base)
+        """A time on the connection's timeline, on the stream's clock (ms, rounded)."""
+        return round(conn_ms)
 
     def emit(self, event: RecognitionEvent) -> None:
+        """Hand one event to the iterator."""
         self._events.put_nowait(event)
 
-    def mark_progress(self) -> None:
-        """The current connection delivered results: its failure count starts over."""
-        self._progress = True
-
     def next_final_index(self) -> int:
+        """Client-side final index: increases over the whole stream."""
         i = self._final_index
         self._final_index += 1
         return i
 
     def trim_to_ms(self, stream_ms: int) -> None:
-        """Audio before `stream_ms` is covered by a final: no need to replay it."""
-        pos = min(self.bytes_for_ms(stream_ms), self._conn_sent)
-        if pos > self._buf_start:
-            del self._buf[: pos - self._buf_start]
-            self._buf_start = pos
+        """A final covers the audio before `stream_ms`."""
+        self._covered = max(self._covered, min(self.bytes_for_ms(stream_ms), self._conn_sent))
 
     def inject_silence(self, duration_ms: int) -> None:
-        """Silence that becomes part of the stream (keep-alive for providers without one)."""
+        """Silence that becomes part of the stream (e.g. commit padding)."""
         self._append(bytes(self.bytes_for_ms(duration_ms)))
 
     # Hooks ------------------------------------------------------------------
@@ -225,9 +209,7 @@ class WsRecognitionStream:
         raise NotImplementedError
 
     async def send_frame(self, ws: ClientConnection, pcm: bytes) -> None:
-        raise NotImplementedError
-
-    async def send_keepalive(self, ws: ClientConnection) -> None:
+        """Send one chunk of audio in the vendor's framing."""
         raise NotImplementedError
 
     async def send_end(self, ws: ClientConnection) -> None:
@@ -237,9 +219,6 @@ class WsRecognitionStream:
     def end_done(self) -> bool:
         """After `send_end`: True when nothing more is coming (close at once)."""
         return False
-
-    def on_connection(self) -> None:
-        """Reset per-connection protocol state."""
 
     def on_message(self, msg: str | bytes) -> bool:
         """Handle one server message; True when the stream finished gracefully.
@@ -263,53 +242,21 @@ class WsRecognitionStream:
     def _append(self, pcm: bytes) -> None:
         self._buf += pcm
         self._total += len(pcm)
-        cap = self.bytes_for_ms(self.policy.replay_max_s * 1000)
-        excess = len(self._buf) - cap
+        excess = len(self._buf) - self.bytes_for_ms(self.policy.max_pending_s * 1000)
         if excess > 0:
-            lost = max(0, min(self._buf_start + excess, self._total) - self._conn_sent)
-            if lost:
-                if not self.dropped_ms:  # once per stream, not once per frame
-                    log.warning("%s: replay buffer full; dropping the oldest audio", self.provider)
-                self.dropped_ms += self.ms_for_bytes(lost)
+            if not self.dropped_ms:  # once per stream, not once per frame
+                log.warning("%s: the socket is not keeping up; dropping audio", self.provider)
+            self.dropped_ms += self.ms_for_bytes(excess)
             del self._buf[:excess]
             self._buf_start += excess
+            self._conn_sent = max(self._conn_sent, self._buf_start)
         self._wake.set()
 
     async def _run(self) -> None:
-        failures = 0
         try:
-            while not self._closed:
-                error = await self._one_connection()
-                if error is None:
-                    break
-                if not error.retriable:
-                    raise error
-                if isinstance(error, Reconnect):
-                    log.info("%s: reconnecting (%s)", self.provider, error.code)
-                    if error.lazy:
-                        mark = self._total
-                        while self._total == mark and not self._finishing:
-                            self._wake.clear()
-                            await self._wake.wait()
-                        if self._total == mark:
-                            break  # finishing with nothing new: nothing to recognize
-                    failures = 0
-                    continue
-                failures = 0 if self._progress else failures + 1
-                if failures > self.policy.max_reconnects:
-                    raise ProviderError(
-                        f"{error} (gave up after {failures} attempts)",
-                        code=error.code,
-                        retriable=True,
-                        provider=self.provider,
-                    )
-                delay = min(
-                    self.policy.backoff_s * 2 ** max(0, failures - 1), self.policy.backoff_max_s
-                )
-                log.info(
-                    "%s: connection lost (%s), retry in %.2fs", self.provider, error.code, delay
-                )
-                await asyncio.sleep(delay)
+            error = await self._connection()
+            if error is not None:
+                raise error
             self.on_end()
             self._events.put_nowait(_END)
         except ProviderError as e:
@@ -327,27 +274,22 @@ class WsRecognitionStream:
                 )
             )
 
-    async def _one_connection(self) -> ProviderError | None:
-        self._progress = False
-        self._end_sent = False
+    async def _connection(self) -> ProviderError | None:
         try:
             ws = await asyncio.wait_for(self.connect(), self.policy.open_timeout_s)
         except Exception as e:
             return handshake_error(e, self.provider)
         self._ws = ws
         self.connections += 1
-        self._conn_base = self._buf_start
-        self._conn_sent = self._buf_start
-        self.on_connection()
         writer = asyncio.get_running_loop().create_task(self._writer(ws))
         try:
             return await self._reader(ws)
         finally:
-            writer.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await writer
-            with contextlib.suppress(Exception):
+            await cancel_and_wait(writer)
+            try:
                 await asyncio.wait_for(ws.close(), 1.0)
+            except Exception:  # closing a dead socket: nothing left to do
+                log.debug("%s: close failed", self.provider)
             self._ws = None
 
     async def _reader(self, ws: ClientConnection) -> ProviderError | None:
@@ -364,35 +306,25 @@ class WsRecognitionStream:
         return self.close_error(ws.close_code, ws.close_reason or "")
 
     async def _writer(self, ws: ClientConnection) -> None:
-        loop = asyncio.get_running_loop()
         max_chunk = self.bytes_for_ms(self.max_chunk_ms)
-        last = loop.time()
         try:
             while True:
-                if self._conn_sent < self._buf_start:  # the replay cap dropped unsent audio
+                if self._buf:
+                    chunk = bytes(self._buf[:max_chunk])
+                    del self._buf[: len(chunk)]
+                    self._buf_start += len(chunk)
                     self._conn_sent = self._buf_start
-                if self._conn_sent < self._total:
-                    start = self._conn_sent - self._buf_start
-                    n = min(self._total - self._conn_sent, max_chunk)
-                    chunk = bytes(self._buf[start : start + n])
-                    self._conn_sent += n
                     await self.send_frame(ws, chunk)
-                    last = loop.time()
                     continue
                 if self._finishing:
                     await self.send_end(ws)
                     self._end_sent = True
                     if not self.end_done():
+                        # The vendor's last results: a protocol wait, bounded.
                         await asyncio.sleep(self.policy.finish_timeout_s)
                     await ws.close()
                     return
                 self._wake.clear()
-                wait = self.policy.keepalive_s - (loop.time() - last)
-                if wait <= 0:
-                    await self.send_keepalive(ws)
-                    last = loop.time()
-                    continue
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), wait)
+                await self._wake.wait()
         except ConnectionClosed:
             return

@@ -70,6 +70,7 @@ class CallHost(Protocol):
         script: Sequence[str] | None = None,
         script_id: str | None = None,
         session_id: str | None = None,
+        mode: str | None = None,
     ) -> LiveCall:
         """Start one call on `transport`.
 
@@ -77,6 +78,8 @@ class CallHost(Protocol):
         bench); the host passes it on only when its emulator hooks are on and
         ignores it otherwise, so a transport just hands over whatever it parsed.
         `script_id` keys the emulator's position in that script (one per call).
+        `mode` picks one of the host's dialogues (None: its default; KeyError for one
+        it does not offer).
         """
         ...
 

@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import logging
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 import grpc
 from yandex.cloud.ai.stt.v3 import stt_pb2, stt_service_pb2_grpc
@@ -27,6 +27,7 @@ from voicebot.providers.base import (
     RateLimitError,
     RecognitionEvent,
     RecognitionOptions,
+    ReopenNow,
     StatusCode,
     StreamLimitError,
     Word,
@@ -37,10 +38,10 @@ from voicebot.providers.yandex.channel import open_channel
 log = logging.getLogger(__name__)
 
 PROVIDER = "yandex"
+# After a refusal, how long the next stream waits for the server to accept it.
+REOPEN_ACCEPT_WAIT_S = 1.0
 # grpc-aio's debug string for a write that failed locally because the call had ended.
 _LOCAL_WRITE_FAILURE = 'Failed "execute_batch"'
-# After a refusal, how long the retry waits for the server to accept before replaying.
-REOPEN_ACCEPT_WAIT_S = 1.0
 _RETRIABLE = frozenset(
     {
         grpc.StatusCode.UNAVAILABLE,
@@ -139,10 +140,13 @@ def to_event(resp: stt_pb2.StreamingResponse) -> RecognitionEvent | None:
 class YandexRecognitionStream:
     """One `RecognizeStreaming` call. Writers and the reader may run in different tasks.
 
-    Until the first response arrives the requests are kept, so a call refused as
-    UNAUTHENTICATED (an expired IAM token) is re-opened once with fresh credentials and
-    the same audio. Writes to a failed call raise the mapped `ProviderError`, as does the
-    iterator.
+    A single call: it does not reconnect or replay. A call refused before its first
+    response as UNAUTHENTICATED (an expired IAM token: the credentials are invalidated
+    here) or with a status lost to a grpc-aio race raises `ReopenNow`, so the engine
+    opens a new stream at once; anything else raises the mapped `ProviderError`, from
+    writes and from the iterator alike. A stream opened right after such a refusal
+    (`careful`) waits for the server to accept it before returning, so a second
+    refusal is seen with its real status, and never asks for another reopen.
     """
 
     def __init__(
@@ -150,16 +154,19 @@ class YandexRecognitionStream:
         stub: stt_service_pb2_grpc.RecognizerStub,
         auth: YandexAuth,
         options: RecognitionOptions,
+        *,
+        careful: bool = False,
+        on_refused: Callable[[], None] = lambda: None,
     ) -> None:
         self._stub = stub
         self._auth = auth
         self._options = options
+        self._careful = careful
+        self._on_refused = on_refused
         self.request_id = str(uuid.uuid4())
         self._call: grpc.aio.StreamStreamCall | None = None
-        self._replay: list[stt_pb2.StreamingRequest] | None = []
-        self._lock = asyncio.Lock()
-        self._reopened = False
-        self._finished = False
+        self._accepted = False  # the server has answered at least once
+        self._refusal: ProviderError | None = None
         self._closed = False
 
     async def _open_call(self) -> grpc.aio.StreamStreamCall:
@@ -173,18 +180,30 @@ class YandexRecognitionStream:
         return self._stub.RecognizeStreaming(metadata=md)
 
     async def start(self) -> None:
-        self._call = await self._open_call()
+        """Open the call and send the session options (careful: and wait, bounded,
+        for the server to accept them; a refusal is raised from here)."""
+        self._call = call = await self._open_call()
         await self._write(session_options(self._options))
+        if not self._careful:
+            return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(call.initial_metadata(), REOPEN_ACCEPT_WAIT_S)
+        if call.done():
+            code = await call.code()
+            if code is not grpc.StatusCode.OK:
+                raise map_grpc_error(code, await call.details())
 
     # ------------------------------------------------------------------ writing
 
     async def send_audio(self, pcm: bytes) -> None:
+        """One `chunk` of LINEAR16 audio."""
         # Setting the field in place copies the audio once (nested constructors copy twice).
         req = stt_pb2.StreamingRequest()
         req.chunk.data = pcm
         await self._write(req)
 
     async def send_silence(self, duration_ms: int) -> None:
+        """A `silence_chunk`: advances the stream's clock, keeps the stream alive."""
         req = stt_pb2.StreamingRequest()
         req.silence_chunk.duration_ms = duration_ms
         await self._write(req)
@@ -194,27 +213,15 @@ class YandexRecognitionStream:
         await self._write(stt_pb2.StreamingRequest(eou=stt_pb2.Eou()))
 
     async def _write(self, req: stt_pb2.StreamingRequest) -> None:
-        if self._replay is None:  # hot path: the call is established
-            call = self._call
-            assert call is not None
-            try:
-                await call.write(req)
-            except (grpc.aio.AioRpcError, asyncio.InvalidStateError) as e:
-                raise await self._write_error(call, e) from None
-            return
-        async with self._lock:
-            if self._replay is not None:
-                self._replay.append(req)
-            call = self._call
-            assert call is not None
-            try:
-                await call.write(req)
-            except (grpc.aio.AioRpcError, asyncio.InvalidStateError) as e:
-                if not await self._maybe_reopen(call):
-                    raise await self._write_error(call, e) from None
+        call = self._call
+        assert call is not None
+        try:
+            await call.write(req)
+        except (grpc.aio.AioRpcError, asyncio.InvalidStateError) as e:
+            raise await self._write_error(call, e) from None
 
     async def finish(self) -> None:
-        self._finished = True
+        """Half-close: no more audio; the remaining results still arrive."""
         call = self._call
         if call is None or self._closed:
             return
@@ -222,6 +229,7 @@ class YandexRecognitionStream:
             await call.done_writing()
 
     async def aclose(self) -> None:
+        """Cancel the call."""
         self._closed = True
         if self._call is not None:
             self._call.cancel()
@@ -230,58 +238,38 @@ class YandexRecognitionStream:
         self, call: grpc.aio.StreamStreamCall, e: BaseException
     ) -> ProviderError:
         if isinstance(e, grpc.aio.AioRpcError):
-            return map_grpc_error(e.code(), e.details())
+            return await self._refused(call, map_grpc_error(e.code(), e.details()))
         if self._closed:
             return ProviderError("stream closed", code="CANCELLED", provider=PROVIDER)
         if call.done():
             code = await call.code()
             if code is not grpc.StatusCode.OK:
-                return map_grpc_error(code, await call.details())
+                return await self._refused(call, map_grpc_error(code, await call.details()))
         return ProviderError(
             "stream already finished", code="FAILED_PRECONDITION", provider=PROVIDER
         )
 
-    # ------------------------------------------------------------------ re-open
+    async def _refused(self, call: grpc.aio.StreamStreamCall, err: ProviderError) -> ProviderError:
+        """`err`, or `ReopenNow(err)` when a new stream may succeed at once.
 
-    async def _maybe_reopen(self, failed: grpc.aio.StreamStreamCall) -> bool:
-        """With the lock held. True if the caller should carry on with `self._call`.
-
-        Re-opens once when the call failed before any response with UNAUTHENTICATED, or
-        with a status lost to a grpc-aio race: a write that meets the server's rejection
-        reports a local INTERNAL "Internal error from Core" instead of the server's status
-        (grpc/grpc#36066). The retry sends the session options alone and waits for the
-        server's headers before replaying the audio, so a second refusal is seen as is.
-        """
-        if failed is not self._call:
-            return True  # someone else already re-opened
-        if self._reopened or self._replay is None or self._closed:
-            return False
-        try:
-            code = await failed.code()
-            masked = code is grpc.StatusCode.INTERNAL and _LOCAL_WRITE_FAILURE in (
-                await failed.debug_error_string() or ""
-            )
-        except asyncio.CancelledError:
-            return False
-        if code is not grpc.StatusCode.UNAUTHENTICATED and not masked:
-            return False
-        self._reopened = True
-        log.info("STT call refused before any response; refreshing credentials, retrying once")
-        await self._auth.invalidate()
-        self._call = call = await self._open_call()
-        replay = list(self._replay)
-        try:
-            await call.write(replay[0])  # session options
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(call.initial_metadata(), REOPEN_ACCEPT_WAIT_S)
-            if not call.done():
-                for req in replay[1:]:
-                    await call.write(req)
-                if self._finished:
-                    await call.done_writing()
-        except (grpc.aio.AioRpcError, asyncio.InvalidStateError):
-            pass  # the call's status reaches the reader and the next write
-        return True
+        Before any response: UNAUTHENTICATED (the IAM token expired), or a local
+        INTERNAL "Internal error from Core" that hides the server's status
+        (grpc/grpc#36066). Either way the credentials are invalidated, so the next
+        stream gets a fresh token."""
+        if self._refusal is not None:
+            return self._refusal  # the writer and the reader see the same verdict
+        if not self._accepted and not self._closed and not self._careful:
+            masked = False
+            if err.code == grpc.StatusCode.INTERNAL.name:
+                with contextlib.suppress(asyncio.CancelledError):
+                    masked = _LOCAL_WRITE_FAILURE in (await call.debug_error_string() or "")
+            if err.code == grpc.StatusCode.UNAUTHENTICATED.name or masked:
+                log.info("STT call refused before any response (%s); a new one may pass", err.code)
+                await self._auth.invalidate()
+                self._on_refused()
+                err = ReopenNow(err)
+        self._refusal = err
+        return err
 
     # ------------------------------------------------------------------ reading
 
@@ -289,19 +277,15 @@ class YandexRecognitionStream:
         return self._events()
 
     async def _events(self) -> AsyncIterator[RecognitionEvent]:
+        call = self._call
+        assert call is not None
         while True:
-            call = self._call
-            assert call is not None
             try:
                 resp = await call.read()
             except grpc.aio.AioRpcError as e:
-                if self._replay is not None:
-                    async with self._lock:
-                        if await self._maybe_reopen(call):
-                            continue
                 if self._closed and e.code() is grpc.StatusCode.CANCELLED:
                     return
-                raise map_grpc_error(e.code(), e.details()) from None
+                raise await self._refused(call, map_grpc_error(e.code(), e.details())) from None
             except asyncio.CancelledError:
                 task = asyncio.current_task()
                 if self._closed and not (task and task.cancelling()):
@@ -309,7 +293,7 @@ class YandexRecognitionStream:
                 raise
             if resp is grpc.aio.EOF:
                 return
-            self._replay = None  # the call is accepted; stop keeping requests
+            self._accepted = True
             event = to_event(resp)
             if event is not None:
                 yield event
@@ -324,11 +308,19 @@ class YandexSTT:
         self._auth = auth
         self._channel = open_channel(endpoint, tls)
         self._stub = stt_service_pb2_grpc.RecognizerStub(self._channel)
+        self._refused = False  # a stream was just refused before any response
 
     async def open_stream(self, options: RecognitionOptions) -> YandexRecognitionStream:
-        stream = YandexRecognitionStream(self._stub, self._auth, options)
+        """One `RecognizeStreaming` call with the session options sent."""
+        careful, self._refused = self._refused, False
+        stream = YandexRecognitionStream(
+            self._stub, self._auth, options, careful=careful, on_refused=self._mark_refused
+        )
         await stream.start()
         return stream
+
+    def _mark_refused(self) -> None:
+        self._refused = True
 
     async def aclose(self) -> None:
         await self._channel.close()

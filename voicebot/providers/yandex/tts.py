@@ -16,7 +16,6 @@ from collections.abc import AsyncIterator
 import grpc
 from yandex.cloud.ai.tts.v3 import tts_pb2, tts_service_pb2_grpc
 
-from voicebot.config import TtsSettings
 from voicebot.providers.base import (
     AuthError,
     ProviderError,
@@ -93,12 +92,10 @@ class YandexTTS:
         auth: YandexAuth,
         *,
         tls: bool = True,
-        settings: TtsSettings | None = None,
     ) -> None:
         self._endpoint = endpoint
         self._auth = auth
         self._tls = tls
-        self._settings = settings or TtsSettings()
         self._channel: grpc.aio.Channel | None = None
         self._stub: tts_service_pb2_grpc.SynthesizerStub | None = None
 
@@ -114,10 +111,10 @@ class YandexTTS:
     def request_for(
         self, text: str, options: SynthesisOptions
     ) -> tts_pb2.UtteranceSynthesisRequest:
-        """The request for one piece: raw PCM at the caller's rate, one hint per Hints."""
-        voice = options.voice or self._settings.voice
-        role = options.role if options.role is not None else self._settings.role
-        speed = options.speed if options.speed is not None else self._settings.speed
+        """The request for one piece: raw PCM at the caller's rate, one hint per Hints.
+        Voice, role and speed come from `options` alone (the runtime fills them from
+        `yandex.tts`)."""
+        voice, role, speed = options.voice, options.role, options.speed
         hints = [tts_pb2.Hints(voice=voice)]
         if role:
             hints.append(tts_pb2.Hints(role=role))
