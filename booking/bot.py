@@ -38,7 +38,7 @@ from booking.settings import BookingSettings
 from booking.state import Slots
 from booking.store.base import BookingStore, open_store
 from booking.summary import template_summary, transcript_text
-from voicebot.clock import Clock
+from voicebot.clock import Clock, RealClock
 from voicebot.dialogue import CallContext, Dialogue, DialogueAction, ReplyPart, TranscriptLine
 from voicebot.providers.base import ChatMessage
 from voicebot.redact import redact_url
@@ -67,6 +67,8 @@ class BookingProvider:
         self.settings = settings
         self.privacy = privacy or PrivacySettings()
         self._notify_section = dict(notify or {})
+        # Process-level time (the daily retention purge); calls use their own clock.
+        self.clock: Clock = clock or RealClock()
         self.section = dict(settings.section)
         self.config_catalog = settings.catalog
         self.store_url = settings.store

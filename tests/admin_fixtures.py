@@ -27,11 +27,15 @@ async def salon_app(
     tmp_path: Path,
     env: dict[str, str] | None = None,
     booking_overrides: dict[str, Any] | None = None,
+    clock: Any = None,
 ) -> AsyncIterator[tuple[TestClient[Any, Any], BookingProvider]]:
     """A started provider and a test client of an app with only the salon's routes."""
     domain = load_config().domain
     domain = {**domain, "booking": {**domain["booking"], **(booking_overrides or {})}}
-    provider = build_provider(domain, {"store": f"sqlite:///{tmp_path}/s.sqlite3"})
+    options: dict[str, Any] = {"store": f"sqlite:///{tmp_path}/s.sqlite3"}
+    if clock is not None:
+        options["clock"] = clock
+    provider = build_provider(domain, options)
     await provider.start()
     app = web.Application()
     mount(

@@ -229,3 +229,32 @@ async def test_the_page_and_feed_show_yclients_bookings(
             assert ev["STATUS"] == "CANCELLED" and int(ev["SEQUENCE"]) >= 1
     finally:
         await emu.stop()
+
+
+async def test_serve_runs_the_retention_purge_at_start_and_daily(tmp_path: Path) -> None:
+    """The purge runs when the app starts and again every `purge_every_h` (virtual time)."""
+    from datetime import datetime, timedelta
+
+    from booking.models import CallRecord
+    from booking.privacy.retention import PURGES_KEY
+    from booking.store.base import open_store
+    from voicebot.clock import VirtualClock
+
+    now = datetime(2026, 11, 23, 10, tzinfo=TZ)
+    clock = VirtualClock(now)
+    store = open_store(f"sqlite:///{tmp_path}/s.sqlite3")
+    await store.open()
+    for cid, age in (("ancient", 400), ("aging", 89.5)):
+        t = now - timedelta(days=age)
+        await store.save_call(CallRecord(cid, t, t, "booked", "r", [], {}, "", None, {}))
+    await store.close()
+    async with salon_app(tmp_path, clock=clock) as (client, provider):
+        purges = client.app[PURGES_KEY]
+        while not purges:
+            await clock.advance(0.01)
+        assert purges[0].calls_deleted == ("ancient",)
+        assert await provider.store.get_call("aging") is not None
+        await clock.advance(24 * 3600, step=3600)
+        while len(purges) < 2:
+            await clock.advance(0.01)
+        assert purges[1].calls_deleted == ("aging",)

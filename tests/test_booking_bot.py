@@ -210,6 +210,12 @@ async def test_cli_list_and_cancel(tmp_path: Path, capsys: Any) -> None:
     ns = argparse.Namespace(bookings_command="cancel", id=bid, store=url, config=None)
     assert await run_cli(ns) == 0
     assert await run_cli(ns) == 1
+    store = open_store(url)
+    await store.open()
+    try:  # the change counter the calendar feed publishes as SEQUENCE
+        assert (await store.get(bid)).seq == 1
+    finally:
+        await store.close()
     ns = argparse.Namespace(bookings_command="list", date=None, json=True, store=url, config=None)
     await run_cli(ns)
     assert json.loads(capsys.readouterr().out.split("\n", 1)[1]) == []

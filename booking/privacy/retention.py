@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from aiohttp import web
@@ -29,16 +29,23 @@ async def purge(store: BookingStore, settings: PrivacySettings, now: datetime) -
     )
 
 
+PURGES_KEY = web.AppKey("privacy_purges", list)
+
+
 def add_daily_purge(app: web.Application, provider: BookingProvider) -> None:
-    """Run the purge at start-up and every `privacy.purge_every_h` hours while serving.
-    Several processes may run it at once: each pass is one store transaction, and a
-    second pass finds nothing left to delete."""
+    """Run the purge at start-up and every `privacy.purge_every_h` hours while serving,
+    on the provider's clock. Several processes may run it at once: each pass is one
+    store transaction, and a second pass finds nothing left to delete.
+    `app[PURGES_KEY]` collects each pass's report (tests, diagnostics)."""
+    app[PURGES_KEY] = []
 
     async def loop() -> None:
         every = provider.privacy.purge_every_h * 3600
+        clock = provider.clock
         while True:
             try:
-                report = await purge(provider.store, provider.privacy, datetime.now(UTC))
+                report = await purge(provider.store, provider.privacy, clock.now())
+                app[PURGES_KEY].append(report)
                 if not report.empty:
                     log.info(
                         "retention purge: %d booking(s) anonymized, %d call record(s) deleted",
@@ -47,7 +54,7 @@ def add_daily_purge(app: web.Application, provider: BookingProvider) -> None:
                     )
             except Exception:
                 log.exception("retention purge failed; retrying at the next run")
-            await asyncio.sleep(every)
+            await clock.sleep(every)
 
     async def ctx(app: web.Application) -> AsyncIterator[None]:
         task = asyncio.get_running_loop().create_task(loop(), name="privacy-purge")
