@@ -122,9 +122,19 @@ async def test_booking_by_hand_uses_the_bots_checks(tmp_path: Path) -> None:
         day_json = await (await client.get(f"/admin/api/day?date={day}", headers=BEARER)).json()
         assert {x["id"] for x in day_json} == {b.id, made["id"]}
         # A cookie session must carry the CSRF token to create, too.
-        await _login(client)
+        csrf = await _login(client)
         r = await client.post("/admin/bookings", data={**form, "time": "16:00"})
         assert r.status == 403
+        r = await client.post("/admin/bookings", data={**form, "time": "16:00", "csrf": csrf})
+        page = await r.text()
+        assert r.status == 200 and "Записано:" in page and "Борис" in page
+        r = await client.post("/admin/bookings", data={**form, "time": "16:00", "csrf": csrf})
+        assert "Это время занято." in await r.text()
+        # Only fixed sentences reach the page from the query string.
+        page = await (
+            await client.get(f"/admin?date={day}&error=<b>x</b>&done=booked&id=<i>")
+        ).text()
+        assert "<b>x" not in page and "&lt;b&gt;" not in page and "Записано" not in page
 
 
 async def test_calls_and_numbers(tmp_path: Path) -> None:

@@ -18,7 +18,7 @@ from booking.models import Booking
 from booking.replies import MONTHS_GEN
 from booking.web.auth import COOKIE
 from booking.web.guard import auth_of, csrf_of, protected, salon
-from booking.web.manual import ManualBookingError, book_by_hand
+from booking.web.manual import PROBLEMS, ManualBookingError, book_by_hand
 from booking.web.render import page
 
 ROW_MIN = 15  # the day grid's row height, minutes
@@ -112,8 +112,8 @@ async def day_view(request: web.Request) -> web.Response:
         rows=rows,
         hour_marks=marks,
         form_time=request.query.get("time", ""),
-        flash=request.query.get("flash", ""),
-        error=request.query.get("error", ""),
+        flash=_flash(request),
+        error=PROBLEMS.get(request.query.get("error", ""), ""),
     )
 
 
@@ -150,8 +150,9 @@ async def cancel(request: web.Request) -> web.StreamResponse:
     done = await _provider(request).backend.cancel(b.id)
     if _wants_json(request):
         return web.json_response({"cancelled": done is not None, "id": b.id})
-    flash = f"Запись {b.id} отменена." if done else f"Запись {b.id} уже была отменена."
-    raise web.HTTPSeeOther(_day_url(b.start.date(), flash=flash))
+    raise web.HTTPSeeOther(
+        _day_url(b.start.date(), done="cancelled" if done else "was_cancelled", id=b.id)
+    )
 
 
 @protected
@@ -164,7 +165,7 @@ async def create(request: web.Request) -> web.StreamResponse:
         day = date.fromisoformat(str(form.get("date", "")))
         at = time.fromisoformat(str(form.get("time", "")))
     except ValueError:
-        raise web.HTTPSeeOther(_day_url(now.date(), error="Нужны дата и время.")) from None
+        raise web.HTTPSeeOther(_day_url(now.date(), error="no_time")) from None
     try:
         b = await book_by_hand(
             p.catalog,
@@ -180,10 +181,10 @@ async def create(request: web.Request) -> web.StreamResponse:
     except ManualBookingError as e:
         if _wants_json(request):
             return web.json_response({"error": str(e)}, status=409)
-        raise web.HTTPSeeOther(_day_url(day, error=str(e))) from None
+        raise web.HTTPSeeOther(_day_url(day, error=e.code)) from None
     if _wants_json(request):
         return web.json_response(b.to_json(), status=201)
-    raise web.HTTPSeeOther(_day_url(day, flash=f"Записано: {b.id}, {b.master}, {at:%H:%M}."))
+    raise web.HTTPSeeOther(_day_url(day, done="booked", id=b.id))
 
 
 @protected
@@ -239,6 +240,22 @@ async def logout(request: web.Request) -> web.StreamResponse:
     response = web.HTTPSeeOther("/admin/login")
     response.del_cookie(COOKIE, path="/admin")
     raise response
+
+
+_DONE = {
+    "cancelled": "Запись {id} отменена.",
+    "was_cancelled": "Запись {id} уже была отменена.",
+    "booked": "Записано: {id}.",
+}
+
+
+def _flash(request: web.Request) -> str:
+    """The fixed sentence for `?done=…&id=…` (nothing free-form from the URL is shown)."""
+    template = _DONE.get(request.query.get("done", ""))
+    bid = request.query.get("id", "")
+    if template is None or not (bid.isalnum() and len(bid) <= 12):
+        return ""
+    return template.format(id=bid)
 
 
 def _wants_json(request: web.Request) -> bool:

@@ -13,16 +13,29 @@ from booking.catalog import Catalog
 from booking.extract.phone import normalize_phone
 from booking.models import Booking, NewBooking, SlotTaken
 
+# Why a booking by hand was refused: a code (it travels in the redirect's query string,
+# so the page only ever shows one of these fixed sentences) and its words.
 PROBLEMS = {
     "past": "Это время уже прошло.",
     "closed": "В это время салон не работает (услуга должна закончиться до закрытия).",
     "taken": "Это время занято.",
     "no_master": "Этот мастер не делает эту услугу.",
+    "no_service": "Нет такой услуги.",
+    "unknown_master": "Нет такого мастера.",
+    "bad_phone": "Номер телефона не распознан.",
+    "no_name": "Нужно имя клиента.",
+    "no_time": "Нужны дата и время.",
+    "unavailable": "Это время недоступно.",
 }
 
 
 class ManualBookingError(ValueError):
-    """Why a booking by hand was refused, in words for the page (Russian)."""
+    """Why a booking by hand was refused: `code` is a key of PROBLEMS; str() is the
+    sentence for the page (Russian)."""
+
+    def __init__(self, code: str) -> None:
+        self.code = code if code in PROBLEMS else "unavailable"
+        super().__init__(PROBLEMS[self.code])
 
 
 async def book_by_hand(
@@ -41,22 +54,22 @@ async def book_by_hand(
     try:
         svc = catalog.service(service)
     except KeyError:
-        raise ManualBookingError("Нет такой услуги.") from None
+        raise ManualBookingError("no_service") from None
     if master:
         try:
             master = catalog.master(master).name
         except KeyError:
-            raise ManualBookingError("Нет такого мастера.") from None
+            raise ManualBookingError("unknown_master") from None
     e164 = normalize_phone(phone)
     if e164 is None:
-        raise ManualBookingError("Номер телефона не распознан.")
+        raise ManualBookingError("bad_phone")
     name = " ".join(name.split())[:80]
     if not name:
-        raise ManualBookingError("Нужно имя клиента.")
+        raise ManualBookingError("no_name")
     start = local_dt(catalog, day, at)
     free_master, problem = await backend.check(service, start, now, master)
     if free_master is None:
-        raise ManualBookingError(PROBLEMS.get(problem or "", "Это время недоступно."))
+        raise ManualBookingError(problem or "unavailable")
     try:
         return await backend.create(
             NewBooking(
@@ -69,4 +82,4 @@ async def book_by_hand(
             )
         )
     except SlotTaken:
-        raise ManualBookingError(PROBLEMS["taken"]) from None
+        raise ManualBookingError("taken") from None

@@ -37,7 +37,14 @@ def hide_phones(text: str) -> str:
     return _PHONE_LIKE.sub(lambda m: re.sub(r"\d(?=(?:\D*\d){2})", "*", m.group()), text or "")
 
 
+def masked_short(e164: str) -> str:
+    """«тел. …67»: a masked phone that fits a 15-minute block on a phone screen."""
+    digits = re.sub(r"\D", "", e164)
+    return f"тел. …{digits[-2:]}"
+
+
 _env.filters["masked"] = masked_phone
+_env.filters["masked_short"] = masked_short
 _env.filters["hide_phones"] = hide_phones
 _env.filters["hhmm"] = lambda dt: f"{dt.hour:02d}:{dt.minute:02d}"
 
