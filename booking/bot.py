@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Hashable, Mapping, Sequence
 from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -35,11 +35,25 @@ from booking.notify.settings import NotifySettings
 from booking.privacy import PrivacySettings
 from booking.replies import Replies, load_templates
 from booking.settings import BookingSettings
+from booking.speculative import (
+    NotSpeculable,
+    decision_key,
+    expects_more,
+    needs_model,
+    sandbox,
+)
 from booking.state import Slots
 from booking.store.base import BookingStore, open_store
 from booking.summary import template_summary, transcript_text
 from voicebot.clock import Clock, RealClock
-from voicebot.dialogue import CallContext, Dialogue, DialogueAction, ReplyPart, TranscriptLine
+from voicebot.dialogue import (
+    CallContext,
+    Dialogue,
+    DialogueAction,
+    ReplyPart,
+    Speculation,
+    TranscriptLine,
+)
 from voicebot.providers.base import ChatMessage
 from voicebot.redact import redact_url
 
@@ -223,6 +237,7 @@ class BookingDialogue:
         self._lock = asyncio.Lock()
         self.faq = FreeQuestions(provider.catalog, provider.faq, ctx.llm, provider.use_llm)
         self._question: str | None = None  # a free question heard in this turn
+        self.last_decision: Hashable | None = None  # of the last reply (speculation)
 
     @property
     def state(self) -> Any:
@@ -315,8 +330,12 @@ class BookingDialogue:
     async def reply(self, text: str) -> AsyncIterator[ReplyPart]:
         async with self._lock:
             self._question = None
+            history_before = len(self.machine.state.history)
             parts = await self.machine.reply(text)
             question = self._question
+            self.last_decision = (
+                None if question else decision_key(self.machine, history_before, parts)
+            )
         if question is not None:
             # The answer first, then the machine's parts: its current question again.
             said: list[str] = []
@@ -328,6 +347,41 @@ class BookingDialogue:
             self._history.append(ChatMessage("assistant", "".join(said)))
         async for part in self._emit(parts):
             yield part
+
+    async def speculate(self, text: str) -> Speculation | None:
+        """The reply to `text` from a sandbox (nothing committed), or None when the turn
+        would need YandexGPT, would book or cancel, or acts (engine speculation)."""
+        if self._lock.locked():
+            return None
+        box = sandbox(self.machine, self._sandbox_understand)
+        history_before = len(box.state.history)
+        try:
+            parts = await box.reply(text)
+        except NotSpeculable:
+            return None
+        if any(isinstance(p, DialogueAction) for p in parts):
+            return None
+        return Speculation(decision_key(box, history_before, parts), tuple(parts))
+
+    async def _sandbox_understand(self, text: str, expecting: Expecting) -> Extraction:
+        st = self.machine.state
+        det = extract(
+            text,
+            self.p.catalog,
+            self.machine.today(),
+            expecting,
+            now=self.machine.now(),
+            current_service=st.slots.service,
+        )
+        if is_free_question(text, det) or needs_model(det, self.p.use_llm, self.llm is not None):
+            raise NotSpeculable("model")
+        return det
+
+    def expects_more(self, text: str) -> bool:
+        """Whether `text` is visibly unfinished (half a phone number, «меня зовут…»):
+        the engine then waits `engine.continuation_wait_ms` for the rest."""
+        st = self.machine.state
+        return expects_more(text, self.machine.expecting, getattr(st, "phone_buffer", ""))
 
     async def on_silence(self, count: int) -> AsyncIterator[ReplyPart]:
         async with self._lock:

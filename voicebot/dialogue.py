@@ -9,7 +9,7 @@ such as `booking` provide a factory, selected by dotted path in config.
 from __future__ import annotations
 
 import importlib
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
@@ -79,6 +79,42 @@ class HearsPlayback(Protocol):
     """
 
     def on_played(self, text: str) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Speculation:
+    """A reply computed in a sandbox from a partial transcript: nothing was committed.
+
+    `key` is the dialogue's decision (for the booking bot: the slots and the phase
+    transition it would make), compared with `Speculative.last_decision` once the real
+    reply to the final has run; `parts` is the reply the sandbox produced.
+    """
+
+    key: Hashable
+    parts: tuple[ReplyPart, ...]
+
+
+class Speculative(Protocol):
+    """Optional Dialogue hook: replies that can be prepared before the caller finishes.
+
+    `speculate(text)` runs the dialogue's deterministic layer on `text` without
+    committing anything (no state change, no store write, no model call) and returns
+    None when it cannot (the turn needs a language model, would write, or acts).
+    `last_decision` is the decision key of the last committed `reply()`, set before its
+    first part is yielded. LLM turns are never speculated.
+    """
+
+    last_decision: Hashable | None
+
+    async def speculate(self, text: str) -> Speculation | None: ...
+
+
+class ExpectsMore(Protocol):
+    """Optional Dialogue hook: `expects_more(text)` is True when `text` is visibly
+    unfinished for the dialogue (half a phone number it is waiting for, «меня зовут…»),
+    so the engine waits `engine.continuation_wait_ms` for the rest before answering."""
+
+    def expects_more(self, text: str) -> bool: ...
 
 
 class DialogueProvider(Protocol):

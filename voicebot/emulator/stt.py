@@ -64,6 +64,9 @@ MIN_VOICED_MS = 150  # shorter voiced bursts are blips: no text consumed, no eve
 PARTIAL_EVERY_MS = 250  # of voiced audio
 KEEPALIVE_EVERY_MS = 1000  # of received audio
 WORD_MS = 300  # voiced audio per word revealed in partials
+# A recognizer shows the last words of a phrase shortly after they are spoken, long
+# before the EOU pause ends: this long into a pause the partial carries every word.
+TRAILING_PARTIAL_MS = 150
 
 MD_UTTERANCES = "x-emulator-utterances-bin"
 MD_SCRIPT_ID = "x-emulator-script-id"
@@ -178,6 +181,7 @@ class _Recognition:
         self.last_voiced_end_ms = 0
         self.voiced_ms = 0
         self.next_partial_ms = PARTIAL_EVERY_MS
+        self.shown_words = 0  # words already revealed (partials never shrink)
 
     # ------------------------------------------------------------------ time
 
@@ -248,6 +252,12 @@ class _Recognition:
             and received - self.last_voiced_end_ms >= self.hint_ms
         ):
             self._end_utterance(self.last_voiced_end_ms + self.hint_ms, out)
+        elif (
+            self.active
+            and self.confirmed
+            and received - self.last_voiced_end_ms >= TRAILING_PARTIAL_MS
+        ):
+            self._partial(self.last_voiced_end_ms, out, every_word=True)
         self._keepalive(out)
 
     # ------------------------------------------------------------------ utterances
@@ -261,6 +271,7 @@ class _Recognition:
             self.utt_start_ms = start_ms
             self.voiced_ms = 0
             self.next_partial_ms = PARTIAL_EVERY_MS
+            self.shown_words = 0
         self.voiced_ms += end_ms - start_ms
         self.last_voiced_end_ms = end_ms
         if not self.confirmed:
@@ -271,19 +282,30 @@ class _Recognition:
             out.append(self._resp(partial=stt_pb2.AlternativeUpdate()))
         if self.voiced_ms >= self.next_partial_ms:
             self.next_partial_ms += PARTIAL_EVERY_MS
-            text = self.cursor.peek()
-            if not text:
-                return
-            words = raw_words(text)
-            shown = words[: max(1, min(len(words), self.voiced_ms // WORD_MS))]
-            self.partial_time_ms = end_ms
-            alt = stt_pb2.Alternative(
-                words=_word_times(shown, self.utt_start_ms, end_ms),
-                text=" ".join(shown),
-                start_time_ms=self.utt_start_ms,
-                end_time_ms=end_ms,
-            )
-            out.append(self._resp(partial=stt_pb2.AlternativeUpdate(alternatives=[alt])))
+            self._partial(end_ms, out, every_word=False)
+
+    def _partial(
+        self, end_ms: int, out: list[stt_pb2.StreamingResponse], *, every_word: bool
+    ) -> None:
+        """A partial with the words revealed so far (all of them in a pause)."""
+        text = self.cursor.peek()
+        if not text:
+            return
+        words = raw_words(text)
+        n = len(words) if every_word else min(len(words), self.voiced_ms // WORD_MS)
+        n = max(1, n, self.shown_words)
+        if every_word and n == self.shown_words:
+            return  # nothing new to show
+        self.shown_words = n
+        shown = words[:n]
+        self.partial_time_ms = end_ms
+        alt = stt_pb2.Alternative(
+            words=_word_times(shown, self.utt_start_ms, end_ms),
+            text=" ".join(shown),
+            start_time_ms=self.utt_start_ms,
+            end_time_ms=end_ms,
+        )
+        out.append(self._resp(partial=stt_pb2.AlternativeUpdate(alternatives=[alt])))
 
     def _end_utterance(self, eou_ms: int, out: list[stt_pb2.StreamingResponse]) -> None:
         self.active = False

@@ -70,3 +70,24 @@ class SentenceSplitter:
             self._buf = self._buf[m.end() :]
             return head
         return ""
+
+
+def needs_space(prev: str, part: str) -> bool:
+    """Template dialogues yield whole sentences; glue them as text, not "Иван.Как"."""
+    return bool(prev) and prev[-1] in ".!?…:;," and not part[:1].isspace()
+
+
+def first_piece(parts: list[str]) -> str:
+    """The first piece the engine would synthesize for a reply made of `parts` (glued
+    and split exactly as `CallSession` does), or "" for an empty reply."""
+    splitter = SentenceSplitter()
+    prev = ""
+    for part in parts:
+        if not part:
+            continue
+        if needs_space(prev, part):
+            part = " " + part
+        prev = part
+        if out := splitter.push(part):
+            return out[0]
+    return splitter.flush()

@@ -21,22 +21,26 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import statistics
 import uuid
-from collections import deque
 from collections.abc import AsyncIterator, Coroutine, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from voicebot.clock import Clock
 from voicebot.config import EngineSettings
 from voicebot.dialogue import Dialogue, DialogueAction, ReplyPart, TranscriptLine
 from voicebot.engine.assembler import Utterance, UtteranceAssembler
+from voicebot.engine.continuation import ContinuationWait
 from voicebot.engine.echo_gate import EchoGate
 from voicebot.engine.events import EventLog, Segment
 from voicebot.engine.metering import MeteredLanguageModel
+from voicebot.engine.onset import OnsetDetector
 from voicebot.engine.recognition import ContinuousRecognizer
-from voicebot.engine.sentences import SentenceSplitter
+from voicebot.engine.sentences import SentenceSplitter, needs_space
+from voicebot.engine.speaking import SpeechOutput
+from voicebot.engine.speculation import Speculator
+from voicebot.engine.summary import call_summary
+from voicebot.engine.turn import Turn
 from voicebot.providers.base import (
     ProviderError,
     RecognitionOptions,
@@ -49,7 +53,6 @@ from voicebot.transports.base import CallTransport
 log = logging.getLogger(__name__)
 
 TICK_S = 0.2
-SYNTH_AHEAD = 2  # sentences synthesized ahead of the one playing
 
 
 @dataclass(slots=True)
@@ -68,50 +71,11 @@ class _End:
 
 
 @dataclass(slots=True)
-class Turn:
-    """One bot answer and its latency, broken into stages (monotonic seconds)."""
-
-    id: str
-    trigger: str  # "greeting" | "utterance" | "text" | "silence"
-    caller_text: str = ""
-    speech_end_ms: int | None = None  # call audio time the caller stopped speaking
-    stt_wait_ms: float = 0.0  # end of speech -> utterance complete (EOU pause + recognizer)
-    t_input: float = 0.0  # utterance complete / text received
-    t_first_text: float | None = None
-    t_first_sentence: float | None = None
-    t_first_byte: float | None = None
-    t_first_play: float | None = None
-    llm_wait_ms: float = 0.0
-    tts_wait_ms: float = 0.0
-    text: list[str] = field(default_factory=list)
-    audio_start_ms: int | None = None  # session ms when bot audio started
-    hangup: str | None = None
-
-    def latency(self) -> dict[str, float] | None:
-        if self.t_first_play is None or self.t_first_text is None:
-            return None
-        ms = lambda a, b: round((b - a) * 1000, 2)  # noqa: E731
-        first_byte = self.t_first_byte or self.t_first_play
-        stages = {
-            "eou_to_final": round(self.stt_wait_ms, 2),
-            "final_to_first_text": ms(self.t_input, self.t_first_text),
-            "first_text_to_first_audio": ms(self.t_first_text, first_byte),
-            "first_audio_to_transport": ms(first_byte, self.t_first_play),
-        }
-        total = round(sum(stages.values()), 2)
-        provider = self.stt_wait_ms + self.llm_wait_ms + self.tts_wait_ms
-        return {
-            **stages,
-            "total": total,
-            "stt_wait": round(self.stt_wait_ms, 2),
-            "llm_wait": round(self.llm_wait_ms, 2),
-            "tts_wait": round(self.tts_wait_ms, 2),
-            "provider_wait": round(provider, 2),
-            "engine": round(max(0.0, total - provider), 2),
-        }
+class _ContinuationDue:
+    """The wait for the rest of a held phrase ran out."""
 
 
-class CallSession:
+class CallSession(SpeechOutput):
     def __init__(
         self,
         *,
@@ -145,7 +109,26 @@ class CallSession:
         self.recognition = ContinuousRecognizer(
             recognizer, stt_options, settings, clock, self.assembler, self._on_stt_error
         )
-        self._inbox: asyncio.Queue[Utterance | _CallerText | _Silence | _End] = asyncio.Queue()
+        self._inbox: asyncio.Queue[Utterance | _CallerText | _Silence | _End | _ContinuationDue] = (
+            asyncio.Queue()
+        )
+        # Speculative replies (deterministic dialogues only) and «waiting for the rest».
+        self.speculator: Speculator | None = None
+        if settings.speculation and callable(getattr(dialogue, "speculate", None)):
+            self.speculator = Speculator(
+                dialogue,  # type: ignore[arg-type]
+                synthesizer,
+                tts_options,
+                clock,
+                settings.speculation_stable_ms,
+            )
+        self._voice = OnsetDetector(transport.sample_rate)  # caller pauses, for speculation
+        self.continuation = ContinuationWait(
+            settings.continuation_wait_ms,
+            clock,
+            transport.sample_rate,
+            lambda: self._inbox.put_nowait(_ContinuationDue()),
+        )
         self._turn_task: asyncio.Task[None] | None = None
         self._turn_seq = 0
         self._t0 = clock.monotonic()
@@ -171,11 +154,10 @@ class CallSession:
                     reason = item.reason
                     break
                 if isinstance(item, Utterance):
-                    turn = Turn(self._next_turn_id(), "utterance", caller_text=item.text)
-                    turn.speech_end_ms = item.end_ms
-                    turn.stt_wait_ms = max(0.0, float(self.recognition.fed_ms - item.end_ms))
-                    self._hear(item.text, item.start_ms)
-                    self._start_turn(turn, self.dialogue.reply(item.text))
+                    self._on_caller_utterance(self.continuation.join(item))
+                elif isinstance(item, _ContinuationDue):
+                    if (held := self.continuation.expire()) is not None:
+                        self._answer_utterance(held)
                 elif isinstance(item, _CallerText):
                     turn = Turn(self._next_turn_id(), "text", caller_text=item.text)
                     self._hear(item.text, self._ms())
@@ -187,9 +169,37 @@ class CallSession:
                     )
         finally:
             ticker.cancel()
+            self.continuation.close()
+            if self.speculator is not None:
+                self.speculator.reset()
             await self._cancel_turn()
             await self.recognition.aclose()
         return await self._finish(reason)
+
+    def _on_caller_utterance(self, utt: Utterance) -> None:
+        """Answer a caller utterance, or hold it while it is visibly unfinished."""
+        expects_more = getattr(self.dialogue, "expects_more", None)
+        if self.continuation.enabled and expects_more is not None:
+            try:
+                unfinished = bool(expects_more(utt.text))
+            except Exception:
+                log.exception("expects_more failed")
+                unfinished = False
+            if unfinished:
+                if self.speculator is not None:
+                    self.speculator.reset()  # prepared for a turn that is not answered
+                self.continuation.hold(utt)
+                return
+        self._answer_utterance(utt)
+
+    def _answer_utterance(self, utt: Utterance) -> None:
+        turn = Turn(self._next_turn_id(), "utterance", caller_text=utt.text)
+        turn.speech_end_ms = utt.end_ms
+        turn.stt_wait_ms = max(0.0, float(self.recognition.fed_ms - utt.end_ms))
+        if self.speculator is not None:
+            turn.prepared = self.speculator.take()
+        self._hear(utt.text, utt.start_ms)
+        self._start_turn(turn, self.dialogue.reply(utt.text))
 
     def _start_turn(self, turn: Turn, parts: AsyncIterator[ReplyPart]) -> None:
         """One turn at a time: a newer input replaces the answer still in progress,
@@ -222,7 +232,8 @@ class CallSession:
                     continue
                 if turn.t_first_text is None:
                     turn.t_first_text = self.clock.monotonic()
-                if turn.text and _needs_space(turn.text[-1], part):
+                    turn.decision = getattr(self.dialogue, "last_decision", None)
+                if turn.text and needs_space(turn.text[-1], part):
                     part = " " + part
                 turn.text.append(part)
                 await self.events.emit("bot_text", turn_id=turn.id, text=part, final=False)
@@ -240,7 +251,11 @@ class CallSession:
                 self._report_played(full)
             if (latency := turn.latency()) is not None:
                 await self.events.emit(
-                    "turn", turn_id=turn.id, trigger=turn.trigger, latency_ms=latency
+                    "turn",
+                    turn_id=turn.id,
+                    trigger=turn.trigger,
+                    latency_ms=latency,
+                    speculation=turn.speculation,
                 )
         except asyncio.CancelledError:
             await _cancel(speaker)
@@ -258,6 +273,9 @@ class CallSession:
             )
         finally:
             self._last_activity = self.clock.monotonic()
+            if turn.prepared is not None and self.speculator is not None:
+                self.speculator.settle(turn.prepared, hit=False)  # never got to play
+                turn.prepared = None
         if turn.hangup:  # also when the goodbye could not be synthesized
             await self._hang_up(turn.hangup)
 
@@ -283,54 +301,6 @@ class CallSession:
         finally:
             self._inbox.put_nowait(_End(self._ended))
 
-    async def _speak(self, turn: Turn, sentences: asyncio.Queue[str | None]) -> None:
-        """Play sentences in order; the next one is synthesized while this one streams,
-        so a short sentence followed by a slow synthesis leaves no gap."""
-        ahead: deque[tuple[asyncio.Task[None], asyncio.Queue[bytes | None], float]] = deque()
-        more = True
-        try:
-            while True:
-                while more and len(ahead) < SYNTH_AHEAD and (not ahead or not sentences.empty()):
-                    sentence = await sentences.get()
-                    if sentence is None:
-                        more = False
-                        break
-                    if turn.t_first_sentence is None:
-                        turn.t_first_sentence = self.clock.monotonic()
-                        if self._llm_meter is not None:  # LLM time that delayed the first audio
-                            turn.llm_wait_ms = self._llm_meter.wait_ms
-                    chunks: asyncio.Queue[bytes | None] = asyncio.Queue()
-                    task = asyncio.get_running_loop().create_task(
-                        self._synthesize(sentence, chunks)
-                    )
-                    ahead.append((task, chunks, self.clock.monotonic()))
-                if not ahead:
-                    return
-                task, chunks, requested = ahead[0]
-                while (pcm := await chunks.get()) is not None:
-                    now = self.clock.monotonic()
-                    if turn.t_first_byte is None:  # synthesis time that delayed the first audio
-                        turn.tts_wait_ms = (now - requested) * 1000
-                        turn.t_first_byte = now
-                    if not self.gate.bot_audible:
-                        self._bot_started()
-                        turn.audio_start_ms = self._ms()
-                    await self.transport.play(pcm)
-                    if turn.t_first_play is None:
-                        turn.t_first_play = self.clock.monotonic()
-                ahead.popleft()
-                await task  # re-raises a synthesis error
-        finally:
-            for task, _, _ in ahead:
-                task.cancel()
-
-    async def _synthesize(self, sentence: str, out: asyncio.Queue[bytes | None]) -> None:
-        try:
-            async for pcm in self._synth.synthesize(sentence, self._tts_options):
-                out.put_nowait(pcm)
-        finally:
-            out.put_nowait(None)
-
     async def _act(self, turn: Turn, action: DialogueAction) -> None:
         self.actions.append(action)
         if action.kind == "hangup":
@@ -355,6 +325,11 @@ class CallSession:
     def feed_audio(self, pcm: bytes) -> None:
         """Caller audio at the transport's rate. Called per frame: keep it cheap."""
         self.recognition.feed(pcm)
+        if self.continuation.held is not None:
+            self.continuation.feed(pcm)
+        if self.speculator is not None and self.speculator.watching:
+            if self._voice.voiced(pcm):
+                self.speculator.voice()
         if self.gate.bot_audible and not self.transport.playout.is_playing():
             self._bot_stopped()
             self._last_activity = self.clock.monotonic()
@@ -384,6 +359,12 @@ class CallSession:
             and len(seg.text.split()) >= self.settings.barge_in_min_words
         ):
             self._barge_in()
+        if seg.partial and seg.text:
+            self.continuation.speech()  # the caller goes on: no answer to the first half
+            turn_running = self._turn_task is not None and not self._turn_task.done()
+            if self.speculator is not None and not turn_running:
+                prefix = self.continuation.prefix
+                self.speculator.on_partial(f"{prefix} {seg.text}" if prefix else seg.text)
         self._emit_soon("transcript", segment=seg.as_dict())
 
     def _on_utterance(self, utt: Utterance) -> None:
@@ -428,6 +409,9 @@ class CallSession:
                 self._bot_stopped()
                 self._last_activity = self.clock.monotonic()
             busy = playing or (self._turn_task is not None and not self._turn_task.done())
+            if self.continuation.held is not None:  # waiting for the rest, not silence
+                self.continuation.check(recognizer_idle=self.assembler.idle)
+                busy = True
             if busy or not self.assembler.idle:
                 self._last_activity = self.clock.monotonic()
                 continue
@@ -461,27 +445,7 @@ class CallSession:
         except Exception:
             log.exception("dialogue close failed")
             dialogue_summary = {}
-        lat = [t.latency() for t in self.turns]
-        lat_ok = [x for x in lat if x]
-        summary = {
-            "session_id": self.session_id,
-            "reason": reason,
-            "duration_ms": self._ms(),
-            "turns": len(self.turns),
-            "utterances": self.assembler.utterances,
-            "ignored_utterances": len(self.ignored_utterances),
-            "latency_ms_median": {
-                k: round(statistics.median(x[k] for x in lat_ok), 2)
-                for k in (lat_ok[0] if lat_ok else {})
-            },
-            "recognition": {
-                "streams": self.recognition.streams_opened,
-                "rotations": self.recognition.rotations,
-                "reconnects": self.recognition.reconnects,
-            },
-            "events": self.events.summary(),
-            "dialogue": dialogue_summary,
-        }
+        summary = call_summary(self, reason, dialogue_summary)
         await self.events.emit("done", summary=summary)
         return summary
 
@@ -517,11 +481,6 @@ class CallSession:
         self._background.discard(task)
         if not task.cancelled() and (exc := task.exception()) is not None:
             log.debug("background task failed: %r", exc)  # e.g. clear() on a closed socket
-
-
-def _needs_space(prev: str, part: str) -> bool:
-    """Template dialogues yield whole sentences; glue them as text, not "Иван.Как"."""
-    return bool(prev) and prev[-1] in ".!?…:;," and not part[:1].isspace()
 
 
 async def _cancel(task: asyncio.Task[Any]) -> None:
