@@ -170,8 +170,13 @@ async def test_calendar_feed_uid_sequence_and_cancellation(tmp_path: Path) -> No
         ev = events[f"{b.id}@voicebot.local"]
         assert ev["STATUS"] == "CONFIRMED" and int(ev["SEQUENCE"]) == 0
         assert ev.decoded("DTSTART") == b.start and PHONE not in (await r.text())
+        etag = r.headers["ETag"]
+        again = await client.get(f"/calendar.ics?token={CAL}", headers={"If-None-Match": etag})
+        assert again.status == 304  # unchanged: calendar apps' polls cost nothing
         await provider.store.cancel(b.id)
-        cal2 = Calendar.from_ical(await (await client.get(f"/calendar.ics?token={CAL}")).read())
+        r2 = await client.get(f"/calendar.ics?token={CAL}", headers={"If-None-Match": etag})
+        assert r2.status == 200 and r2.headers["ETag"] != etag
+        cal2 = Calendar.from_ical(await r2.read())
         ev2 = {str(e["UID"]): e for e in cal2.walk("VEVENT")}[f"{b.id}@voicebot.local"]
         assert ev2["STATUS"] == "CANCELLED" and int(ev2["SEQUENCE"]) > int(ev["SEQUENCE"])
         per_master = Calendar.from_ical(

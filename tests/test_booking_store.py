@@ -258,6 +258,11 @@ async def test_change_counter_cancelled_listing_calls_and_privacy(store: Booking
         )
     calls = await store.list_calls(T0 - timedelta(days=3), T0)
     assert [r.call_id for r in calls] == ["c-1", "c-2"] and calls[0].stats["channel"] == "browser"
+    brief = await store.list_calls(T0 - timedelta(days=3), T0, brief=True)
+    assert [(r.call_id, r.transcript, r.stats["channel"]) for r in brief] == [
+        ("c-1", [], "browser"),
+        ("c-2", [], "browser"),
+    ]
     report = await store.forget_phone("+79161234567")
     assert report.bookings_anonymized == (b.id,) and report.calls_deleted == ("c-1",)
     assert len(report.notifications_deleted) == 1

@@ -65,8 +65,11 @@ class BookingStore(Protocol):
 
     async def get_call(self, call_id: str) -> CallRecord | None: ...
 
-    async def list_calls(self, start: datetime, end: datetime) -> Sequence[CallRecord]:
-        """Call records that started in [start, end), newest first."""
+    async def list_calls(
+        self, start: datetime, end: datetime, *, brief: bool = False
+    ) -> Sequence[CallRecord]:
+        """Call records that started in [start, end), newest first; `brief` leaves out
+        the transcript and the turn log (empty list / dict)."""
         ...
 
     async def purge(self, *, calls_before: datetime, visits_before: datetime) -> PurgeReport:

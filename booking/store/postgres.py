@@ -279,11 +279,19 @@ class PostgresStore:
             row = await cur.fetchone()
         return _row_to_call(row) if row is not None else None
 
-    async def list_calls(self, start: datetime, end: datetime) -> Sequence[CallRecord]:
-        """Calls that started in [start, end), newest first."""
+    async def list_calls(
+        self, start: datetime, end: datetime, *, brief: bool = False
+    ) -> Sequence[CallRecord]:
+        """Calls that started in [start, end), newest first; `brief`: without transcript
+        and turn log."""
+        cols = (
+            _CALL_COLS.replace("transcript, extracted", "'[]'::jsonb, '{}'::jsonb")
+            if brief
+            else _CALL_COLS
+        )
         async with self.pool.connection() as conn:
             cur = await conn.execute(
-                f"SELECT {_CALL_COLS} FROM calls WHERE started_at >= %s AND started_at < %s"
+                f"SELECT {cols} FROM calls WHERE started_at >= %s AND started_at < %s"
                 " ORDER BY started_at DESC",
                 (start, end),
             )

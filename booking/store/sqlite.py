@@ -360,12 +360,16 @@ class SqliteStore:
 
         return await self._read(q)
 
-    async def list_calls(self, start: datetime, end: datetime) -> Sequence[CallRecord]:
-        """Calls that started in [start, end), newest first."""
+    async def list_calls(
+        self, start: datetime, end: datetime, *, brief: bool = False
+    ) -> Sequence[CallRecord]:
+        """Calls that started in [start, end), newest first; `brief`: without transcript
+        and turn log (lists and numbers need neither, and they are most of the bytes)."""
+        cols = _CALL_COLS.replace("transcript, extracted", "'[]', '{}'") if brief else _CALL_COLS
 
         def q(c: sqlite3.Connection) -> list[CallRecord]:
             rows = c.execute(
-                f"SELECT {_CALL_COLS} FROM calls WHERE started_ts >= ? AND started_ts < ?"
+                f"SELECT {cols} FROM calls WHERE started_ts >= ? AND started_ts < ?"
                 " ORDER BY started_ts DESC",
                 (int(start.timestamp()), int(end.timestamp())),
             ).fetchall()
