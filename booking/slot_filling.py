@@ -61,6 +61,8 @@ class SlotFilling(MachineBase):
         if ex.phone:
             s.phone, s.phone_from_caller_id, st.phone_buffer = ex.phone, False, ""
         elif ex.phone_part is not None:
+            if ex.phone_restart:
+                st.phone_buffer = ""
             joined = join_fragments(st.phone_buffer, ex.phone_part)
             if joined is not None:
                 s.phone, s.phone_from_caller_id, st.phone_buffer = joined, False, ""

@@ -256,3 +256,10 @@ def test_a_master_named_when_the_name_is_asked_is_not_the_callers_name() -> None
 )
 def test_a_first_name_without_introduction(text: str, name_like: str | None) -> None:
     assert ex(text).name_like == name_like
+
+
+def test_a_phone_piece_can_start_the_number_over() -> None:
+    got = ex("ой, нет, 8 926", "phone")
+    assert (got.phone_part, got.phone_restart) == ("8926", True)
+    assert ex("123", "phone").phone_restart is False
+    assert ex("45 67", "phone").phone_restart is False

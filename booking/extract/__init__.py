@@ -13,7 +13,13 @@ from typing import Any, Literal
 from booking.catalog import Catalog
 from booking.extract.intents import find_answer, find_choice, find_intents
 from booking.extract.names import find_name, find_name_like
-from booking.extract.phone import parse_phone, phone_fix, phone_fragment, phone_start
+from booking.extract.phone import (
+    parse_phone,
+    phone_fix,
+    phone_fragment,
+    phone_start,
+    restarts_number,
+)
 from booking.extract.services import (
     find_master,
     find_service,
@@ -48,6 +54,7 @@ class Extraction:
     time_options: tuple[time, ...] = ()  # an hour that fits both halves of the day
     after: time | None = None  # «после шести»: free times from then on
     phone_part: str | None = None  # digits of a phone said in pieces («8 916»)
+    phone_restart: bool = False  # the piece starts the number over («ой, нет, 8 926»)
     phone_fix: tuple[str, str] | None = None  # «не 67, а 76»
     unplaced: tuple[str, ...] = ()  # numbers/days/months nothing could use
     master_unknown: str | None = None  # «к Васе»: a master the salon does not have
@@ -186,6 +193,7 @@ def extract(
         time_options=when.time_options,
         after=when.after,
         phone_part=part,
+        phone_restart=part is not None and restarts_number(text, part),
         phone_fix=fix,
         unplaced=when.unplaced,
         only_date_unsure=when.only_date_unsure,

@@ -58,9 +58,21 @@ def mask_phone(e164: str | None) -> str:
 
 
 _FRAGMENT_WORDS = re.compile(
-    r"\b(?:телефон|номер|мой|моя|плюс|ой|так|вот|ещё|еще|дальше|продолжаю|это|ну|э+)\b",
+    r"\b(?:телефон|номер|мой|моя|плюс|ой|так|вот|ещё|еще|дальше|продолжаю|это|ну|э+"
+    r"|нет|не|заново|сначала|снова|извините|точнее|вернее)\b",
     re.IGNORECASE,
 )
+_RESTART = re.compile(r"\b(?:нет|не так|заново|сначала|снова|ой|точнее|вернее)\b", re.IGNORECASE)
+
+
+def restarts_number(text: str, piece: str) -> bool:
+    """Whether a piece starts the number over («ой, нет, 8 926»): a correction word, or
+    a fresh «8 9..» / «+7 9..» start."""
+    bare = piece.lstrip("+")
+    fresh = len(bare) >= 4 and bare[0] in "78" and bare[1] == "9"
+    return bool(_RESTART.search(text)) or fresh
+
+
 _FIX = re.compile(r"\bне\s+(\d[\d\s-]*\d|\d)\s*[,.]?\s*а\s+(\d[\d\s-]*\d|\d)", re.IGNORECASE)
 
 
