@@ -243,11 +243,6 @@ class BookingDialogue:
     def state(self) -> Any:
         return self.machine.state
 
-    def expects_more_speech(self) -> bool:
-        """Whether the caller is midway through something (a phone number said in
-        pieces): an engine may wait longer before it ends the caller's turn."""
-        return self.machine.expects_more_speech()
-
     async def _understand(self, text: str, expecting: Expecting) -> Extraction:
         st = self.machine.state
         det = extract(

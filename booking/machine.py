@@ -113,10 +113,6 @@ class BookingMachine(SlotFilling, Offers, CancelFlow):
         ex = await self.understand(text, self.expecting)
         return await self._handle(ex)
 
-    def expects_more_speech(self) -> bool:
-        """True while a phone number said in pieces is incomplete («8 916» …)."""
-        return bool(self.state.phone_buffer) and self.state.slots.phone is None
-
     # ------------------------------------------------------------------ turn logic
 
     async def _handle(self, ex: Extraction) -> list[ReplyPart]:
