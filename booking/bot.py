@@ -28,7 +28,7 @@ from booking.llm import LlmExtractor, llm_summary
 from booking.machine import BookingMachine
 from booking.models import Booking, CallRecord, NewBooking
 from booking.notify.factory import build_sender
-from booking.notify.message import Kind, Notification
+from booking.notify.message import Kind, Notification, OutboxStats
 from booking.notify.notifier import Notifier
 from booking.notify.sender import OutboxSender
 from booking.notify.settings import NotifySettings
@@ -141,6 +141,11 @@ class BookingProvider:
         if rows:
             self.kick_sender()
         return rows
+
+    async def outbox_stats(self) -> OutboxStats:
+        """Queue depth and failures as the database sees them (every process's rows,
+        also when the sender runs as a separate worker): for metrics."""
+        return await self.store.outbox.stats(datetime.now(UTC))
 
     def kick_sender(self) -> None:
         """Rows were (or are about to be) committed: deliver now, not at the next poll."""

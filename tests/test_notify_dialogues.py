@@ -88,3 +88,22 @@ def test_no_sms_from_the_bot_when_yclients_texts_the_client(
     assert "sms" not in p.notifier.channels_for("booked")
     local = build_provider({**domain, "notify": notify}, store)
     assert local.notifier.channels_for("booked") == ["sms"]
+
+
+async def test_outbox_stats_for_metrics(telegram: FakeTelegram, tmp_path: Path) -> None:
+    from booking.bot import build_provider
+    from voicebot.config import load_config
+
+    domain = {**load_config(env={}).domain, "notify": {"telegram": {"api_url": telegram.url}}}
+    p = build_provider(domain, {"store": f"sqlite:///{tmp_path}/s.sqlite3"})
+    await p.start()
+    try:
+        await p.handoff("call-1", "caller_request", {"service": "haircut", "phone": None})
+        assert p.sender is not None
+        await p.sender.drain(5)
+        st = await p.outbox_stats()
+        assert (st.sent, st.pending, st.failed) == (1, 0, 0)
+        assert (await p.sender.stats()).sent == 1
+        assert "Стрижка" in telegram.sent[0].text
+    finally:
+        await p.aclose()
