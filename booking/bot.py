@@ -413,7 +413,7 @@ class BookingDialogue:
             "channel": self.ctx.channel,
             "turn_latency_ms": list(self.turn_latency_ms),
             "errors": list(self.errors),
-            "notes": list(self.machine.identity.notes),
+            "notes": list(st.proof.notes),
         }
         catalog = self.p.catalog
         result: dict[str, Any] = {

@@ -43,7 +43,7 @@ class CancelFlow(MachineBase):
         found = await self.backend.find_by_phone(phone, after=self.now())
         if not self.identity.owns(phone):
             # A number anyone can say: nothing is read out before a proof.
-            self.identity.wait_for_proof(phone, found)
+            self.identity.wait_for_proof(st.proof, phone, found)
             return [self._prompt(self.r("cancel_ask_proof"), "name")]
         if not found:
             self._goto(Phase.COLLECTING, "kept")
@@ -65,18 +65,18 @@ class CancelFlow(MachineBase):
 
     async def _cancel_proof(self, ex: Extraction) -> list[ReplyPart]:
         """The caller's answer to «назовите номер записи или имя» (privacy/identity.py)."""
-        proven = await self.identity.prove(self._text, ex.name, self.now())
+        proven = await self.identity.prove(self.state.proof, self._text, ex.name, self.now())
         if proven:
             self.state.cancel_candidates = proven
             self._goto(Phase.CANCEL_FLOW, "lookup")
             return [self._cancel_offer()]
-        self.identity.refuse(self.now())
+        self.identity.refuse(self.state.proof, self.now())
         self._goto(Phase.COLLECTING, "kept")
         return [self._prompt(self.r("cancel_not_proven"), "service")]
 
     async def _cancel_turn(self, ex: Extraction) -> list[ReplyPart]:
         st = self.state
-        if self.identity.pending is not None:
+        if st.proof.pending is not None:
             return await self._cancel_proof(ex)
         if not st.cancel_candidates:
             if ex.phone:

@@ -9,6 +9,7 @@ from typing import Any
 
 from booking.availability import Option
 from booking.models import Booking
+from booking.privacy.identity import ProofState
 
 
 class Phase(StrEnum):
@@ -61,6 +62,7 @@ class BookingState:
     announced_master: str | None = None
     cancel_phone: str | None = None
     cancel_candidates: list[Booking] = field(default_factory=list)
+    proof: ProofState = field(default_factory=ProofState)  # who may hear a booking
     booking: Booking | None = None
     cancelled: list[Booking] = field(default_factory=list)
     outcome: str = "no_booking"

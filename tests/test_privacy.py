@@ -342,3 +342,26 @@ def test_logs_of_a_full_simulated_call_hold_no_phone_and_no_transcript(tmp_path:
         for sentence in re.split(r"(?<=[.!?,])\s+", line):
             if len(sentence) > 12:
                 assert sentence not in logs, sentence
+
+
+async def test_a_speculative_reply_in_the_proof_step_changes_nothing(tmp_path: Path) -> None:
+    """The engine may speculate on a partial («Пётр» before the caller finished); the
+    sandbox must not clear the pending proof or write a refusal note into the call."""
+    domain = load_config().domain
+    provider = build_provider(domain, {"store": f"sqlite:///{tmp_path}/spec.sqlite3"})
+    await provider.start()
+    try:
+        await provider.prepare({"bookings": [BOOKING]})
+        dialogue = provider.new_dialogue(
+            CallContext("spec", VirtualClock(datetime.fromisoformat(NOW)))
+        )
+        [p async for p in dialogue.greet()]
+        [p async for p in dialogue.reply("Хочу отменить запись")]
+        asked = [p async for p in dialogue.reply("+7 916 000-00-00")]
+        assert any("номер записи или имя" in str(p) for p in asked)
+        await dialogue.speculate("Меня зовут Пётр")
+        said = [p async for p in dialogue.reply("Запись на имя Олег")]
+        assert any("Нашла запись" in str(p) for p in said)
+        assert dialogue.machine.state.proof.notes == []
+    finally:
+        await provider.aclose()

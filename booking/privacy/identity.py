@@ -60,31 +60,44 @@ def name_matches(said: str | None, booking: Booking) -> bool:
 
 
 @dataclass(slots=True)
+class ProofState:
+    """The identity check's part of a call's state (kept in `BookingState.proof`, so a
+    copy of the state — the engine's speculative sandbox — copies it too).
+
+    `pending`: bookings found for a phone the caller has not proven yet (None: not
+    waiting for a proof); `phone`: that phone; `notes`: refusals for the call record.
+    """
+
+    pending: list[Booking] | None = None
+    phone: str | None = None
+    notes: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
 class IdentityGate:
-    """One call's identity checks. `pending` holds the bookings found for a phone the
-    caller has not proven yet (None: not waiting for a proof)."""
+    """The proofs of one call: the caller id it came with and where codes are looked up.
+    Stateless: what is waiting for a proof lives in the call's `ProofState`."""
 
     store: BookingLookup
     caller_id: str | None
-    pending: list[Booking] | None = None
-    pending_phone: str | None = None
-    notes: list[dict[str, Any]] = field(default_factory=list)
 
     def owns(self, phone: str | None) -> bool:
         """The caller id is this phone (the network vouches for it)."""
         return bool(phone and self.caller_id and phone == self.caller_id)
 
-    def wait_for_proof(self, phone: str, found: Sequence[Booking]) -> None:
+    @staticmethod
+    def wait_for_proof(proof: ProofState, phone: str, found: Sequence[Booking]) -> None:
         """Remember what was found for an unproven phone until the caller proves it."""
-        self.pending, self.pending_phone = list(found), phone
+        proof.pending, proof.phone = list(found), phone
 
-    async def by_code(self, text: str, now: datetime) -> list[Booking]:
+    async def by_code(
+        self, text: str, now: datetime, pending: Sequence[Booking] = ()
+    ) -> list[Booking]:
         """Active future bookings whose code the caller said."""
         codes = code_candidates(text)
-        if self.pending:
-            hit = [b for b in self.pending if b.id in codes]
-            if hit:
-                return hit
+        hit = [b for b in pending if b.id in codes]
+        if hit:
+            return hit
         found: list[Booking] = []
         for code in codes:
             b = await self.store.get(code)
@@ -92,25 +105,28 @@ class IdentityGate:
                 found.append(b)
         return found
 
-    async def prove(self, text: str, name: str | None, now: datetime) -> list[Booking]:
+    async def prove(
+        self, proof: ProofState, text: str, name: str | None, now: datetime
+    ) -> list[Booking]:
         """The pending bookings the caller's answer proves (by code or by name); clears
         the pending state either way."""
-        pending, self.pending = self.pending or [], None
-        by_code = await self.by_code(text, now)
+        pending, proof.pending = proof.pending or [], None
+        by_code = await self.by_code(text, now, pending)
         if by_code:
             return by_code
         return [b for b in pending if name_matches(name, b)]
 
-    def refuse(self, now: datetime) -> None:
+    @staticmethod
+    def refuse(proof: ProofState, now: datetime) -> None:
         """Note an unproven request: the salon should call the booking's number back."""
-        self.notes.append(
+        proof.notes.append(
             {
                 "kind": "identity_not_proven",
                 "at": now.isoformat(timespec="seconds"),
-                "phone": self.pending_phone,
+                "phone": proof.phone,
                 "action": "call_back",
                 "text": "Не подтвердил личность для записи на номер "
-                f"{mask_number(self.pending_phone)}: перезвонить на номер из записи.",
+                f"{mask_number(proof.phone)}: перезвонить на номер из записи.",
             }
         )
-        self.pending_phone = None
+        proof.phone = None
