@@ -138,6 +138,21 @@ class SqliteOutbox:
         """Lease up to `limit` due rows to `owner` until now + lease_s (attempts + 1)."""
         now_ms, until = _ms(now), _ms(now) + int(lease_s * 1000)
 
+        def any_due(c: sqlite3.Connection) -> bool:
+            return (
+                c.execute(
+                    "SELECT 1 FROM outbox WHERE status = 'pending' AND next_attempt_ms <= ?"
+                    " AND (lease_until_ms IS NULL OR lease_until_ms <= ?) LIMIT 1",
+                    (now_ms, now_ms),
+                ).fetchone()
+                is not None
+            )
+
+        # An idle poll reads on the reader connection: it never takes the write lock
+        # that a caller's booking commit may be waiting for.
+        if not await self._read(any_due):
+            return []
+
         def tx(c: sqlite3.Connection) -> list[OutboxRow]:
             c.execute("BEGIN IMMEDIATE")
             try:
