@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 from booking.extract import Extraction
 from booking.machine_base import MachineBase
+from booking.privacy.identity import name_matches
 from booking.replies import fmt_date, fmt_time
 from booking.state import Phase
 from voicebot.dialogue import DialogueAction, ReplyPart
@@ -33,9 +34,12 @@ class CancelFlow(MachineBase):
         if by_code := await self.identity.by_code(self._text, self.now()):
             st.cancel_candidates = by_code
             return [self._cancel_offer()]
-        return await self._cancel_lookup(ex.phone or st.cancel_phone or self._known_phone())
+        phone = ex.phone or st.cancel_phone or self._known_phone()
+        return await self._cancel_lookup(phone, ex.name or st.slots.name)
 
-    async def _cancel_lookup(self, phone: str | None) -> list[ReplyPart]:
+    async def _cancel_lookup(self, phone: str | None, name: str | None = None) -> list[ReplyPart]:
+        """Bookings for `phone`; read out only to its owner (caller id), or with `name`
+        (said on this call) matching the booking; else ask for a proof."""
         st = self.state
         if phone is None:
             return [self._prompt(self.r("cancel_ask_phone"), "phone")]
@@ -43,6 +47,9 @@ class CancelFlow(MachineBase):
         found = await self.backend.find_by_phone(phone, after=self.now())
         if not self.identity.owns(phone):
             # A number anyone can say: nothing is read out before a proof.
+            if named := [b for b in found if name_matches(name, b)]:
+                st.cancel_candidates = named
+                return [self._cancel_offer()]
             self.identity.wait_for_proof(st.proof, phone, found)
             return [self._prompt(self.r("cancel_ask_proof"), "name")]
         if not found:
@@ -80,7 +87,7 @@ class CancelFlow(MachineBase):
             return await self._cancel_proof(ex)
         if not st.cancel_candidates:
             if ex.phone:
-                return await self._cancel_lookup(ex.phone)
+                return await self._cancel_lookup(ex.phone, ex.name or st.slots.name)
             return [self.r("not_understood"), self._prompt(self.r("cancel_ask_phone"), "phone")]
         if ex.answer == "yes":
             b = st.cancel_candidates.pop(0)

@@ -365,3 +365,14 @@ async def test_a_speculative_reply_in_the_proof_step_changes_nothing(tmp_path: P
         assert dialogue.machine.state.proof.notes == []
     finally:
         await provider.aclose()
+
+
+async def test_name_and_phone_in_one_sentence_prove_at_once(tmp_path: Path) -> None:
+    run, active, _ = await _cancel_call(
+        tmp_path, ["Это Олег, хочу отменить запись, телефон +7 916 000-00-00", "Да"]
+    )
+    assert _heard_details(run) and active == []
+    stranger, still, _ = await _cancel_call(
+        tmp_path / "s", ["Это Пётр, хочу отменить запись, телефон +7 916 000-00-00", "Да"]
+    )
+    assert not _heard_details(stranger) and len(still) == 1
