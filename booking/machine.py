@@ -22,7 +22,7 @@ from booking.catalog import Catalog
 from booking.extract import Expecting, Extraction
 from booking.extract.phone import mask_phone, normalize_phone
 from booking.machine_base import Understand
-from booking.models import Booking, NewBooking, SlotTaken
+from booking.models import Booking, NewBooking, SlotTaken, StoreError
 from booking.notify.message import Notify
 from booking.offers import Offers
 from booking.privacy.identity import IdentityGate
@@ -111,7 +111,23 @@ class BookingMachine(SlotFilling, Offers, CancelFlow):
         self.state.silence_count = 0
         self._text = text
         ex = await self.understand(text, self.expecting)
-        return await self._handle(ex)
+        try:
+            return await self._handle(ex)
+        except StoreError:
+            # The booking system (the store, or the salon's CRM: down, licence expired)
+            # cannot answer availability or lookups: a person can, so hand over politely.
+            log.exception("booking backend failed (call %s)", self.call_id)
+            return self._backend_down()
+
+    def _backend_down(self) -> list[ReplyPart]:
+        st = self.state
+        self._goto(Phase.TRANSFER, "backend_error")
+        st.outcome = "transfer"
+        return [
+            self.r("backend_down"),
+            DialogueAction("transfer", {"reason": "backend_error", **st.slots.to_json()}),
+            DialogueAction("hangup", {"reason": "transfer"}),
+        ]
 
     # ------------------------------------------------------------------ turn logic
 

@@ -51,6 +51,7 @@ TRANSITIONS: tuple[Transition, ...] = (
     Transition(Phase.BOOKED, Phase.ENDED, "goodbye"),
     *_global("cancel_request", Phase.CANCEL_FLOW, "caller asks to cancel a booking"),
     *_global("human", Phase.TRANSFER, "caller asks for a person"),
+    *_global("backend_error", Phase.TRANSFER, "the store/CRM cannot answer"),
     *_global("goodbye", Phase.ENDED, "caller says goodbye"),
     *_global("silence", Phase.ENDED, "N reprompts without an answer"),
     *_global("restart", Phase.COLLECTING, "caller wants to start over"),

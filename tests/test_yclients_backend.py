@@ -450,3 +450,40 @@ async def test_calendar_listing_includes_cancelled_on_request(backend: YclientsB
     assert await backend.list_between(*day) == []
     got = await backend.list_between(*day, include_cancelled=True)
     assert [(x.id, x.status) for x in got] == [(b.id, "cancelled")]
+
+
+@pytest.mark.parametrize("status", [402, 503])
+async def test_crm_down_mid_call_is_a_polite_handoff(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, status: int
+) -> None:
+    from booking.bot import build_provider
+    from voicebot.clock import VirtualClock
+    from voicebot.config import load_config
+    from voicebot.dialogue import CallContext, DialogueAction
+
+    emu = await start_emulator(config_catalog(), rate_limit=FAST)
+    monkeypatch.setenv("YCLIENTS_PARTNER_TOKEN", emu.partner_token)
+    monkeypatch.setenv("YCLIENTS_USER_TOKEN", emu.user_token)
+    domain = load_config(env={}).domain
+    yc = {"base_url": emu.url, "company_id": emu.company_id, "rate_per_s": FAST}
+    yc["max_retries"] = 0
+    section = {**domain["booking"], "backend": "yclients", "yclients": yc}
+    p = build_provider({**domain, "booking": section}, {"store": f"sqlite:///{tmp_path}/c.sqlite3"})
+    await p.start()  # YCLIENTS answered at start...
+    try:
+        if status == 402:
+            emu.licence_expired = True  # ...and the salon's licence ran out during the day
+        else:
+            for _ in range(10):
+                emu.fail_next("/book_times/", status, 0, "Service Unavailable")
+        d = p.new_dialogue(CallContext("down", VirtualClock(NOW)))
+        [part async for part in d.greet()]
+        parts = [part async for part in d.reply("Хочу подстричься завтра в 15:00 к Ивану")]
+    finally:
+        await p.aclose()
+        await emu.stop()
+    said = " ".join(x for x in parts if isinstance(x, str))
+    assert "Соединяю с администратором" in said and "записаны" not in said
+    kinds = [x.kind for x in parts if isinstance(x, DialogueAction)]
+    assert kinds == ["transfer", "hangup"]
+    assert emu.company.records == []
