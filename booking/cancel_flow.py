@@ -72,12 +72,13 @@ class CancelFlow(MachineBase):
 
     async def _cancel_proof(self, ex: Extraction) -> list[ReplyPart]:
         """The caller's answer to «назовите номер записи или имя» (privacy/identity.py)."""
+        found = [b.id for b in self.state.proof.pending or ()]
         proven = await self.identity.prove(self.state.proof, self._text, ex.name, self.now())
         if proven:
             self.state.cancel_candidates = proven
             self._goto(Phase.CANCEL_FLOW, "lookup")
             return [self._cancel_offer()]
-        self.identity.refuse(self.state.proof, self.now())
+        self.identity.refuse(self.state.proof, self.now(), found)
         self._goto(Phase.COLLECTING, "kept")
         return [self._prompt(self.r("cancel_not_proven"), "service")]
 

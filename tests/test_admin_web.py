@@ -76,6 +76,8 @@ async def test_day_view_masks_phones_until_clicked_and_cancels_with_csrf(tmp_pat
         r = await client.get(f"/admin/api/bookings/{b.id}/phone")
         assert (await r.json())["phone"] == PHONE
         # The confirmation step, then a POST without / with the CSRF token.
+        r = await client.get(f"/admin/bookings/{b.id}", allow_redirects=False)
+        assert r.headers["Location"] == f"/admin?date={b.start.date()}#b-{b.id}"
         confirm = await (await client.get(f"/admin/bookings/{b.id}/cancel")).text()
         assert "Да, отменить" in confirm
         r = await client.post(f"/admin/bookings/{b.id}/cancel", data={"csrf": "forged"})
@@ -273,3 +275,41 @@ async def test_serve_runs_the_retention_purge_at_start_and_daily(tmp_path: Path)
         while len(purges) < 2:
             await clock.advance(0.01)
         assert purges[1].calls_deleted == ("aging",)
+
+
+async def test_a_refused_identity_check_shows_on_the_call_with_a_link_not_the_phone(
+    tmp_path: Path,
+) -> None:
+    from datetime import datetime
+
+    from booking.models import CallRecord
+
+    async with salon_app(tmp_path) as (client, provider):
+        b = await seed(provider)
+        note = {
+            "kind": "identity_not_proven",
+            "phone": PHONE,
+            "booking_ids": [b.id],
+            "text": "Не подтвердил личность для записи на номер +*********67: перезвонить.",
+        }
+        now = datetime.now(TZ)
+        await provider.store.save_call(
+            CallRecord(
+                "c2",
+                now,
+                now,
+                "no_booking",
+                "caller_hangup",
+                [{"role": "caller", "text": "Отмените запись +7 916 123-45-67", "at_ms": 5}],
+                {},
+                "",
+                None,
+                {"channel": "voximplant", "notes": [note]},
+            )
+        )
+        await _login(client)
+        listing = await (await client.get("/admin/calls")).text()
+        assert 'data-call-id="c2"' in listing and "заметка" in listing
+        page = await (await client.get("/admin/calls/c2")).text()
+        assert f'href="/admin/bookings/{b.id}"' in page and "перезвонить" in page
+        assert "9161234567" not in re.sub(r"\D", "", page)

@@ -248,6 +248,7 @@ async def test_stranger_with_only_the_phone_hears_nothing_and_gets_a_call_back(
     assert any("перезвонит" in line for line in run.bot_lines)
     (note,) = record.stats["notes"]
     assert note["kind"] == "identity_not_proven" and note["phone"] == OWNER
+    assert note["booking_ids"] == [active[0].id]  # the salon's page links it for a call-back
 
 
 async def test_stranger_with_a_wrong_code_hears_nothing(tmp_path: Path) -> None:

@@ -117,13 +117,15 @@ class IdentityGate:
         return [b for b in pending if name_matches(name, b)]
 
     @staticmethod
-    def refuse(proof: ProofState, now: datetime) -> None:
-        """Note an unproven request: the salon should call the booking's number back."""
+    def refuse(proof: ProofState, now: datetime, booking_ids: Sequence[str] = ()) -> None:
+        """Note an unproven request: the salon should call the booking's number back
+        (`booking_ids`: the bookings found for it, linked from the salon's page)."""
         proof.notes.append(
             {
                 "kind": "identity_not_proven",
                 "at": now.isoformat(timespec="seconds"),
                 "phone": proof.phone,
+                "booking_ids": list(booking_ids),
                 "action": "call_back",
                 "text": "Не подтвердил личность для записи на номер "
                 f"{mask_number(proof.phone)}: перезвонить на номер из записи.",

@@ -125,6 +125,13 @@ async def _booking_or_404(request: web.Request) -> Booking:
 
 
 @protected
+async def show_booking(request: web.Request) -> web.StreamResponse:
+    """`/admin/bookings/{id}`: the booking on its day (links from call notes)."""
+    b = await _booking_or_404(request)
+    raise web.HTTPSeeOther(f"/admin?date={b.start.date().isoformat()}#b-{b.id}")
+
+
+@protected
 async def cancel_form(request: web.Request) -> web.Response:
     """The confirmation step before a cancellation."""
     b = await _booking_or_404(request)
@@ -276,6 +283,7 @@ def add_routes(app: web.Application) -> None:
     app.router.add_post("/admin/login", login)
     app.router.add_post("/admin/logout", logout)
     app.router.add_post("/admin/bookings", create)
+    app.router.add_get("/admin/bookings/{id}", show_booking)
     app.router.add_get("/admin/bookings/{id}/cancel", cancel_form)
     app.router.add_post("/admin/bookings/{id}/cancel", cancel)
     app.router.add_get("/admin/api/bookings/{id}/phone", reveal_phone)
