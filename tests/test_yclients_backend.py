@@ -487,3 +487,52 @@ async def test_crm_down_mid_call_is_a_polite_handoff(
     kinds = [x.kind for x in parts if isinstance(x, DialogueAction)]
     assert kinds == ["transfer", "hangup"]
     assert emu.company.records == []
+
+
+async def test_yekaterinburg_dialogue_books_15_00_local(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from booking.textsim import run_dialogue
+
+    catalog = config_catalog(timezone="Asia/Yekaterinburg")
+    now = datetime.fromisoformat("2026-11-23T10:00:00+05:00")
+    emu = await start_emulator(catalog, now, rate_limit=FAST)
+    monkeypatch.setenv("YCLIENTS_PARTNER_TOKEN", emu.partner_token)
+    monkeypatch.setenv("YCLIENTS_USER_TOKEN", emu.user_token)
+    salon = {**config_catalog_section()["salon"], "timezone": "Asia/Yekaterinburg"}
+    spec = {
+        "name": "ekb",
+        "now": now.isoformat(),
+        "caller": [
+            "Хочу подстричься завтра в 15:00 к Ивану, меня зовут Анна, телефон +7 916 123-45-67",
+            "Да",
+        ],
+    }
+    try:
+        run = await run_dialogue(
+            spec,
+            f"sqlite:///{tmp_path}/c.sqlite3",
+            booking_overrides={
+                "salon": salon,
+                "backend": "yclients",
+                "yclients": {
+                    "base_url": emu.url,
+                    "company_id": emu.company_id,
+                    "rate_per_s": FAST,
+                    "flavor": "altegio",  # the same API abroad, its own Accept header
+                },
+            },
+        )
+    finally:
+        await emu.stop()
+    assert run.summary["outcome"] == "booked"
+    call = emu.book_record_calls()[0]
+    assert call.body["appointments"][0]["datetime"] == "2026-11-24T15:00:00+05:00"
+    assert call.headers["Accept"] == "application/vnd.api.v2+json"
+    assert run.bookings[0]["start"] == "2026-11-24T15:00:00+05:00"
+
+
+def config_catalog_section() -> dict:  # type: ignore[type-arg]
+    from voicebot.config import load_config
+
+    return dict(load_config(env={}).domain["booking"])
