@@ -8,6 +8,7 @@ import os
 import shutil
 import subprocess
 import sys
+from typing import Any
 
 import pytest
 
@@ -157,3 +158,71 @@ def test_bench_conversations_are_coherent_and_varied() -> None:
     assert set().union(*convs) <= set(all_lines())  # every line has its audio
     # concurrent calls rarely want the same time: (day, time) pairs are spread out
     assert len({(c[1], c[2]) for c in convs}) >= 90
+
+
+def test_stage_split_speculation_and_targets() -> None:
+    from voicebot.bench_report import render
+    from voicebot.bench_split import speculation_report, targets, v2v_split
+
+    def rec(total: float, llm: float, tts: float, spec: str | None) -> dict[str, Any]:
+        eng = total - 705.0 - llm - tts
+        return {
+            "trigger": "utterance",
+            "speculation": spec,
+            "total": total,
+            "eou_wait": 705.0,
+            "llm_first_sentence": llm,
+            "tts_first_byte": tts,
+            "engine": eng,
+        }
+
+    det = [rec(712.0, 0.0, 1.0, "hit"), rec(714.0, 0.0, 2.0, "hit"), rec(830.0, 0.0, 120.0, "miss")]
+    split = v2v_split(det)
+    assert split["total"]["p50"] == 714.0 and split["eou_wait"]["p50"] == 705.0
+    sp = speculation_report(det, {"extra_chars": 20, "spoken_chars": 400, "attempts": 3})
+    assert (sp["hits"], sp["misses"], sp["hit_rate"], sp["extra_share"]) == (2, 1, 0.667, 0.05)
+    t = targets(det, "booking")
+    assert t["budget_ms"] == 760.0 and t["ok"]
+    chat = [rec(1160.0, 324.0, 125.0, None), rec(1200.0, 324.0, 125.0, None)]
+    t = targets(chat, "chat")
+    # p50 of each stage: 705 + 324 + 125 + 30 = 1184 ≥ p50 total 1180
+    assert t["budget_ms"] == 1184.0 and t["ok"]
+    doc = render(
+        [
+            {
+                "dialogue": "chat",
+                "transport": "ws",
+                "calls": 1,
+                "cpu_s_per_s": 0.01,
+                "cpu_pct_per_call": 1.0,
+                "rss_mb_per_call": 1.0,
+                "v2v_ms": {"p50": 1.0, "p95": 2.0, "p99": 3.0},
+                "overhead_ms": {"p50": 1.0, "p95": 2.0, "p99": 3.0},
+                "turns": 2,
+                "underruns": 0,
+                "errors": 0,
+                "dropped_calls": 0,
+                "v2v_split_ms": v2v_split(chat),
+                "speculation": speculation_report(chat, {}),
+                "targets": t,
+            },
+            {
+                "suite": {
+                    "dialogues": 2,
+                    "caller_turns": 10,
+                    "hits": 9,
+                    "misses": 1,
+                    "hit_rate": 0.9,
+                    "coverage": 0.9,
+                    "extra_chars": 5,
+                    "spoken_chars": 100,
+                    "extra_share": 0.05,
+                    "speed": 3.0,
+                }
+            },
+        ],
+        "cmd",
+    )
+    assert "| chat | 1 | 1180 / 1198 / 1200 |" in doc
+    assert "1180 ≤ 1184: met" in doc
+    assert "hit rate 90.0 %" in doc and "= 5.0 %" in doc

@@ -38,6 +38,13 @@ from typing import Any
 import yaml
 
 from voicebot.bench_audio import prepare
+from voicebot.bench_split import (
+    CHAT_REPLIES_PER_CALL,
+    CHAT_REPLY,
+    speculation_report,
+    targets,
+    v2v_split,
+)
 from voicebot.config import DEFAULT_CONFIG_PATH
 
 HOST = "127.0.0.1"
@@ -199,9 +206,10 @@ class Setup:
         return f"sqlite:///{self.work / f'bookings-{calls}.sqlite3'}"
 
 
-def make_setup(work: Path, base_config: str | None) -> Setup:
+def make_setup(work: Path, base_config: str | None, dialogue: str = "booking") -> Setup:
     raw = yaml.safe_load(Path(base_config or DEFAULT_CONFIG_PATH).read_text(encoding="utf-8"))
     raw = raw or {}
+    raw.setdefault("dialogue", {})["factory"] = dialogue
     emu = raw.setdefault("emulator", {})
     emu.update(
         {
@@ -259,6 +267,20 @@ class Bench:
         line = _wait_line(self.emulator, "EMULATOR_READY", 60)
         self.endpoints = json.loads(line.split(" ", 1)[1])
 
+    def script_gpt(self, calls: int) -> None:
+        """`--dialogue chat`: queue the emulator's GPT answers for a step."""
+        if self.args.dialogue != "chat":
+            return
+        body = json.dumps({"replies": [CHAT_REPLY] * (calls * CHAT_REPLIES_PER_CALL)})
+        req = urllib.request.Request(
+            f"{self.endpoints['http']}/emulator/gpt/script",
+            data=body.encode(),
+            method="POST",
+            headers={"Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(req, timeout=30) as r:
+            r.read()
+
     def _server_config(self, http_port: int, as_port: int) -> Path:
         raw = yaml.safe_load(self.setup.config.read_text(encoding="utf-8"))
         y = raw.setdefault("yandex", {})
@@ -305,6 +327,7 @@ class Bench:
         return proc, http_port, as_port
 
     def run_step(self, calls: int) -> dict[str, Any]:
+        self.script_gpt(calls)
         server, http_port, as_port = self.start_server(calls)
         try:
             return self._measure(server, http_port, as_port, calls)
@@ -360,6 +383,7 @@ class Bench:
         self.children.stop(load)
         metrics = _http(f"http://{HOST}:{http_port}/metrics")
         loop_lag = _http(f"http://{HOST}:{http_port}/bench/stats")
+        speculation = _http(f"http://{HOST}:{http_port}/bench/speculation")
         client = json.loads(out.read_text(encoding="utf-8"))
         wall = t1 - t0
         return summarize(
@@ -373,6 +397,8 @@ class Bench:
             client=client,
             loop_lag=loop_lag,
             machine_busy=busy1 - busy0,
+            speculation=speculation,
+            dialogue=a.dialogue,
         )
 
     def _start_profile(self, pid: int, calls: int) -> subprocess.Popen[str] | None:
@@ -400,6 +426,8 @@ def summarize(
     client: dict[str, Any],
     loop_lag: dict[str, Any] | None = None,
     machine_busy: float | None = None,
+    speculation: dict[str, int] | None = None,
+    dialogue: str = "booking",
 ) -> dict[str, Any]:
     cpu_s_per_s = server_cpu / wall if wall > 0 else 0.0
     engine = [overhead(t) for t in turns if "total" in t]
@@ -431,6 +459,10 @@ def summarize(
         bottleneck = "load generator (saturates a core)"
     return {
         "calls": calls,
+        "dialogue": dialogue,
+        "v2v_split_ms": v2v_split(utter),
+        "speculation": speculation_report(utter, speculation or {}),
+        "targets": targets(utter, dialogue),
         "duration_s": round(wall, 2),
         "cpu_s_per_s": round(cpu_s_per_s, 3),
         "cpu_pct_per_call": round(cpu_s_per_s * 100 / calls, 3),
@@ -573,11 +605,20 @@ def run_cli(args: argparse.Namespace) -> int:
 
     old = signal.signal(signal.SIGTERM, on_signal)
     try:
-        bench = Bench(args, make_setup(work, args.config), children)
+        if getattr(args, "suite", False):
+            from voicebot.bench_suite import run_suite
+
+            out = run_suite()
+            out["machine"] = machine()
+            print(json.dumps(out, ensure_ascii=False) if args.json else json.dumps(out["suite"]))
+            return 0
+        args.dialogue = getattr(args, "dialogue", "booking")
+        bench = Bench(args, make_setup(work, args.config, args.dialogue), children)
         prepare(work / "audio", RATES[args.transport])  # espeak-ng runs here, once
         bench.start_emulator()
         info = {
             "machine": machine(),
+            "dialogue": args.dialogue,
             "transport": args.transport,
             "server_uvloop": _server_loop(),
             "load_uvloop": args.uvloop,

@@ -60,8 +60,12 @@ def _wrap_create_app() -> None:
 
         async def reset(request: web.Request) -> web.Response:
             runtime.turn_metrics.clear()
+            runtime.speculation_totals.clear()
             lag.samples.clear()
             return web.json_response({"ok": True})
+
+        async def speculation(request: web.Request) -> web.Response:
+            return web.json_response(dict(runtime.speculation_totals))
 
         async def stats(request: web.Request) -> web.Response:
             return web.json_response(lag.summary())
@@ -80,6 +84,7 @@ def _wrap_create_app() -> None:
             return web.json_response({"ok": True})
 
         app.router.add_get("/bench/stats", stats)
+        app.router.add_get("/bench/speculation", speculation)
         app.router.add_post("/bench/lag_reset", lag_reset)
         app.on_startup.append(start_lag)
         app.on_cleanup.append(stop_lag)

@@ -60,6 +60,17 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--duration", type=float, default=30.0)
     b.add_argument("--transport", choices=["ws", "voximplant", "audiosocket"], default="ws")
     b.add_argument("--ramp", action="store_true")
+    b.add_argument(
+        "--dialogue",
+        choices=["booking", "chat"],
+        default="booking",
+        help="chat: YandexGPT on every turn's critical path (the emulator's fixed TTFT and rate)",
+    )
+    b.add_argument(
+        "--suite",
+        action="store_true",
+        help="speculation hit rate over tests/dialogues (in-process, simulated calls)",
+    )
     b.add_argument("--json", action="store_true")
     b.add_argument("--config", default=None)
     b.set_defaults(target="voicebot.bench:run_cli")

@@ -79,6 +79,7 @@ class Runtime:
         self.audiosocket_registry = CallRegistry()
         # Per-turn latency records of recent calls, for /metrics and `voicebot bench`.
         self.turn_metrics: deque[dict[str, Any]] = deque(maxlen=20_000)
+        self.speculation_totals: dict[str, int] = {}  # summed over finished calls
 
     @classmethod
     async def create(
@@ -239,7 +240,18 @@ class Runtime:
 
     def _collect(self, event: Mapping[str, Any]) -> None:
         if event.get("type") == "turn":
-            self.turn_metrics.append({"trigger": event.get("trigger"), **event["latency_ms"]})
+            self.turn_metrics.append(
+                {
+                    "trigger": event.get("trigger"),
+                    "speculation": event.get("speculation"),
+                    **event["latency_ms"],
+                }
+            )
+        elif event.get("type") == "done":
+            # Speculation counters of finished calls (TTS characters prepared vs played).
+            spec = (event.get("summary") or {}).get("speculation") or {}
+            for key, value in spec.items():
+                self.speculation_totals[key] = self.speculation_totals.get(key, 0) + int(value)
 
     def public_info(self) -> Mapping[str, str]:
         """What the dialogue domain lets a browser page show before a call."""
