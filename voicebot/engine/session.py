@@ -176,20 +176,24 @@ class CallSession(SpeechOutput):
             await self.recognition.aclose()
         return await self._finish(reason)
 
+    def _unfinished(self, text: str) -> bool:
+        """The dialogue's `expects_more(text)`, when waiting for the rest is on."""
+        expects_more = getattr(self.dialogue, "expects_more", None)
+        if not self.continuation.enabled or expects_more is None:
+            return False
+        try:
+            return bool(expects_more(text))
+        except Exception:
+            log.exception("expects_more failed")
+            return False
+
     def _on_caller_utterance(self, utt: Utterance) -> None:
         """Answer a caller utterance, or hold it while it is visibly unfinished."""
-        expects_more = getattr(self.dialogue, "expects_more", None)
-        if self.continuation.enabled and expects_more is not None:
-            try:
-                unfinished = bool(expects_more(utt.text))
-            except Exception:
-                log.exception("expects_more failed")
-                unfinished = False
-            if unfinished:
-                if self.speculator is not None:
-                    self.speculator.reset()  # prepared for a turn that is not answered
-                self.continuation.hold(utt)
-                return
+        if self._unfinished(utt.text):
+            if self.speculator is not None:
+                self.speculator.reset()  # prepared for a turn that is not answered
+            self.continuation.hold(utt)
+            return
         self._answer_utterance(utt)
 
     def _answer_utterance(self, utt: Utterance) -> None:
@@ -364,7 +368,9 @@ class CallSession(SpeechOutput):
             turn_running = self._turn_task is not None and not self._turn_task.done()
             if self.speculator is not None and not turn_running:
                 prefix = self.continuation.prefix
-                self.speculator.on_partial(f"{prefix} {seg.text}" if prefix else seg.text)
+                text = f"{prefix} {seg.text}" if prefix else seg.text
+                if not self._unfinished(text):  # it would be held, not answered
+                    self.speculator.on_partial(text)
         self._emit_soon("transcript", segment=seg.as_dict())
 
     def _on_utterance(self, utt: Utterance) -> None:
