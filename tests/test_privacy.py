@@ -214,6 +214,7 @@ def test_code_candidates_read_spoken_codes() -> None:
     assert "K7M2QX" in code_candidates("номер записи К7М 2Q-Х")
     assert "K7M2QX" in code_candidates("k7m2qx")
     assert code_candidates("запись на завтра") == []
+    assert "4815162" in code_candidates("номер записи 48 15 162")  # a YCLIENTS record id
 
 
 # ---------------------------------------------------------------- who may hear a booking
@@ -377,3 +378,39 @@ async def test_name_and_phone_in_one_sentence_prove_at_once(tmp_path: Path) -> N
         tmp_path / "s", ["Это Пётр, хочу отменить запись, телефон +7 916 000-00-00", "Да"]
     )
     assert not _heard_details(stranger) and len(still) == 1
+
+
+async def test_the_yclients_record_number_proves_too(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On the YCLIENTS backend the booking code read out is the record id (a number):
+    with the phone it proves the booking; alone it does not."""
+    from tests.yclients_fixtures import FAST, config_catalog, start_emulator
+
+    emu = await start_emulator(config_catalog(), datetime.fromisoformat(NOW), rate_limit=FAST)
+    monkeypatch.setenv("YCLIENTS_PARTNER_TOKEN", emu.partner_token)
+    monkeypatch.setenv("YCLIENTS_USER_TOKEN", emu.user_token)
+    overrides = {
+        "backend": "yclients",
+        "yclients": {"base_url": emu.url, "company_id": emu.company_id, "rate_per_s": FAST},
+    }
+    url = f"sqlite:///{tmp_path}/calls.sqlite3"
+    try:
+        seed = {"name": "seed", "now": NOW, "setup": {"bookings": [BOOKING]}, "caller": []}
+        await run_dialogue(seed, url, booking_overrides=overrides)
+        (record,) = [r for r in emu.company.records if not r.deleted]
+        spaced = " ".join(str(record.id))
+        alone = await run_dialogue(
+            {"name": "yc0", "now": NOW, "caller": [f"Отмените запись номер {spaced}", "Да"]},
+            url,
+            booking_overrides=overrides,
+        )
+        assert not _heard_details(alone)  # a bare number proves nothing without the phone
+        caller = ["Отмените запись", "+7 916 000-00-00", f"Номер записи {spaced}", "Да"]
+        run = await run_dialogue(
+            {"name": "yc", "now": NOW, "caller": caller}, url, booking_overrides=overrides
+        )
+        assert _heard_details(run) and run.summary["outcome"] == "cancelled"
+        assert [r for r in emu.company.records if not r.deleted] == []
+    finally:
+        await emu.stop()

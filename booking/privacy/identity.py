@@ -40,12 +40,14 @@ class BookingLookup(Protocol):
 
 
 def code_candidates(text: str) -> list[str]:
-    """Every 6-character window of code characters in `text`, separators removed
-    («K7M 2QX», «к-7-м-2-q-х» → «K7M2QX»), first 20 only."""
+    """Booking codes the caller may have said, first 20: every 6-character window of
+    code characters, separators removed («K7M 2QX», «к-7-м-2-q-х» → «K7M2QX»), and
+    whole numbers of 4-12 digits (YCLIENTS record ids are numbers: «номер 4815162»)."""
     compact = re.sub(r"[\s\-.,:;]", "", text.upper().translate(_LOOKALIKE))
     out: list[str] = []
     for run in _RUN.findall(compact):
         out += [run[i : i + 6] for i in range(len(run) - 5)]
+    out += re.findall(r"(?<!\d)\d{4,12}(?!\d)", compact)
     return list(dict.fromkeys(out))[:MAX_CODE_LOOKUPS]
 
 
@@ -93,13 +95,16 @@ class IdentityGate:
     async def by_code(
         self, text: str, now: datetime, pending: Sequence[Booking] = ()
     ) -> list[Booking]:
-        """Active future bookings whose code the caller said."""
+        """Active future bookings whose code the caller said: any of `pending` (found by
+        the phone the caller gave), or, looked up alone, a code with a letter in it.
+        A bare number alone proves nothing: «15:00» or a phone said aloud must never
+        open some other client's booking whose id happens to be that number."""
         codes = code_candidates(text)
         hit = [b for b in pending if b.id in codes]
         if hit:
             return hit
         found: list[Booking] = []
-        for code in codes:
+        for code in (c for c in codes if not c.isdigit()):
             b = await self.store.get(code)
             if b is not None and b.status == "active" and b.end > now:
                 found.append(b)
