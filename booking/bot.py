@@ -59,6 +59,9 @@ from voicebot.redact import redact_url
 
 log = logging.getLogger(__name__)
 
+# Engine turn triggers that answer the caller: their latency is voice-to-voice.
+ANSWERED_TRIGGERS = frozenset({"utterance", "text"})
+
 
 class BookingProvider:
     """The booking domain for the engine: catalog, store, backend, replies, notifications.
@@ -310,8 +313,10 @@ class BookingDialogue:
             yield part
 
     def on_event(self, event: Mapping[str, Any]) -> None:
-        """Engine events of this call (runtime forwards them): keeps turn latencies."""
-        if event.get("type") == "turn":
+        """Engine events of this call (runtime forwards them): keeps the latency of each
+        answer to the caller (voice or typed; not the greeting or a silence reprompt,
+        which answer nothing) and the errors."""
+        if event.get("type") == "turn" and event.get("trigger") in ANSWERED_TRIGGERS:
             total = (event.get("latency_ms") or {}).get("total")
             if isinstance(total, int | float):
                 self.turn_latency_ms.append(round(float(total), 1))

@@ -238,3 +238,28 @@ def test_unknown_yclients_and_notify_keys_are_config_errors(tmp_path: Path) -> N
         build_provider({**cfg.domain, "notify": {"telegram": {"url": "x"}}}, store)
     with pytest.raises(ValueError, match=r"notify\.sms\.enabled"):
         build_provider({**cfg.domain, "notify": {"sms": {"enabled": True}}}, store)
+
+
+async def test_call_record_keeps_answer_latency_channel_and_errors(tmp_path: Path) -> None:
+    """Engine events reach the dialogue (`on_event`): answers' latency only (not the
+    greeting or a silence reprompt), errors, and the channel, in the stored record."""
+    url = f"sqlite:///{tmp_path}/s.sqlite3"
+    provider = build_provider(load_config().domain, {"store": url})
+    await provider.start()
+    try:
+        ctx = CallContext("lat", VirtualClock(datetime.fromisoformat(NOW)), channel="voximplant")
+        dialogue = provider.new_dialogue(ctx)
+        for trigger, total in (
+            ("greeting", 500.0),
+            ("utterance", 812.34),
+            ("silence", 300.0),
+            ("text", 640.0),
+        ):
+            dialogue.on_event({"type": "turn", "trigger": trigger, "latency_ms": {"total": total}})
+        dialogue.on_event({"type": "error", "code": "TTS_UNAVAILABLE"})
+        await dialogue.close([], "caller_hangup")
+        record = await provider.store.get_call("lat")
+    finally:
+        await provider.aclose()
+    assert record.stats["turn_latency_ms"] == [812.3, 640.0]
+    assert record.stats["channel"] == "voximplant" and record.stats["errors"] == ["TTS_UNAVAILABLE"]
