@@ -44,11 +44,13 @@ WEEKDAYS_ACC = (
 
 
 def load_templates(path: str | Path | None = None) -> dict[str, Any]:
+    """The reply templates YAML (`prompts/booking_templates.yaml` unless `path`)."""
     with open(path or TEMPLATES_FILE, encoding="utf-8") as f:
         return yaml.safe_load(f) or {}
 
 
 def fmt_time(t: time | datetime) -> str:
+    """«16:30»."""
     return f"{t.hour:02d}:{t.minute:02d}"
 
 
@@ -93,16 +95,19 @@ def service_acc(name: str) -> str:
 
 
 def master_dat(name: str) -> str:
+    """The master's name in the dative: «Иван» → «Ивану» (к мастеру …)."""
     return inflect(name, "datv")
 
 
 def join_ru(items: Sequence[str], sep: str = ", ") -> str:
+    """«a, b или c» (the last item joined with «или»)."""
     if len(items) <= 1:
         return "".join(items)
     return sep.join(items[:-1]) + (sep.rstrip() + " или " if sep != ", " else " или ") + items[-1]
 
 
 def fmt_option(o: Option, today: date, wanted_day: date | None) -> str:
+    """An offered time: «в 15:30 к мастеру Петру», with the day when it differs."""
     day = "" if o.start.date() == wanted_day else fmt_date(o.start.date(), today) + ", "
     return f"{day}в {fmt_time(o.start)} к мастеру {master_dat(o.master)}"
 
@@ -111,14 +116,18 @@ class Replies:
     """Renders a template by key with keyword facts."""
 
     def __init__(self, templates: Mapping[str, Any] | None = None) -> None:
+        """`templates` by key (the shipped file when None)."""
         self.t = dict(templates if templates is not None else load_templates())
 
     def __call__(self, key: str, **facts: Any) -> str:
+        """The template `key` filled with `facts`; KeyError for an unknown key."""
         return str(self.t[key]).format(**facts)
 
     def part_name(self, part: str) -> str:
+        """«утром», «вечером» for a part-of-day code."""
         return str(self.t.get("part_names", {}).get(part, part))
 
     @staticmethod
     def phone(e164: str) -> str:
+        """A phone for reading back, in groups: «+7 916 123-45-67»."""
         return format_phone(e164)

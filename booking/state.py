@@ -13,6 +13,8 @@ from booking.privacy.identity import ProofState
 
 
 class Phase(StrEnum):
+    """The phases of a booking call (see booking.transitions)."""
+
     GREETING = "greeting"
     COLLECTING = "collecting"
     OFFERING = "offering_alternatives"
@@ -29,6 +31,8 @@ TERMINAL_PHASES = (Phase.BOOKED, Phase.TRANSFER, Phase.ENDED)
 
 @dataclass(slots=True)
 class Slots:
+    """What the booking needs, as collected so far (None = not yet)."""
+
     service: str | None = None
     master_request: str | None = None  # what the caller asked for; None = any master
     master: str | None = None  # the master the checked time is with
@@ -39,6 +43,7 @@ class Slots:
     phone_from_caller_id: bool = False
 
     def to_json(self) -> dict[str, Any]:
+        """The slots as JSON values (call record, transfer payload)."""
         return {
             "service": self.service,
             "master": self.master or self.master_request,
@@ -51,6 +56,9 @@ class Slots:
 
 @dataclass(slots=True)
 class BookingState:
+    """One call's mutable dialogue state: phase, slots, pending offers and
+    clarifications, cancel-flow candidates, counters and the transition history."""
+
     phase: Phase = Phase.GREETING
     slots: Slots = field(default_factory=Slots)
     part_of_day: str | None = None  # vague time waiting for a concrete one

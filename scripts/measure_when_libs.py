@@ -24,6 +24,7 @@ Reader = Callable[[str], tuple[date | None, time | None]]
 
 
 def ours() -> Reader:
+    """booking.extract.when."""
     from booking.extract.when import parse_when
 
     def read(p: str) -> tuple[date | None, time | None]:
@@ -34,6 +35,7 @@ def ours() -> Reader:
 
 
 def dateparser_reader() -> Reader:
+    """dateparser.search.search_dates with Russian and the table's NOW."""
     from dateparser.search import search_dates
 
     settings = {
@@ -56,6 +58,7 @@ def dateparser_reader() -> Reader:
 
 
 def natasha_reader() -> Reader:
+    """natasha's DatesExtractor (day, month, year facts; no times)."""
     from natasha import DatesExtractor, MorphVocab
 
     extractor = DatesExtractor(MorphVocab())
@@ -78,6 +81,7 @@ def natasha_reader() -> Reader:
 
 
 def main() -> int:
+    """Print the comparison table."""
     readers: dict[str, Callable[[], Reader]] = {
         "booking.extract.when (ours)": ours,
         "dateparser": dateparser_reader,
