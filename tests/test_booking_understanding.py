@@ -142,6 +142,9 @@ def test_phone_pieces() -> None:
     [
         ("8 916 123-45-67, ой, не 67, а 76", "+79161234576"),
         ("+7 916 123 45 67, нет, не 45, а 54", "+79161235467"),
+        ("8 916 123-45-67, нет, 45-76", "+79161234576"),
+        ("8 916 123-45-67, ой, нет, 76", "+79161234576"),
+        ("+7 916 123 45 67 точнее 123 45 77", "+79161234577"),
     ],
 )
 def test_phone_self_correction_replaces_the_right_part(text: str, want: str) -> None:
@@ -154,6 +157,9 @@ def test_phone_fix_later_and_readback_groups() -> None:
     assert apply_fix("+79161234567", "67", "76") == "+79161234576"
     assert apply_fix("+79161234567", "99", "76") is None
     assert ex("нет, не в 4, а в 5", "confirm").phone_fix is None
+    assert ex("нет, 45-76", "confirm").phone_fix == ("", "4576")
+    assert ex("нет, 15", "confirm").phone_fix is None  # too short to be the phone's tail
+    assert apply_fix("+79161234567", "", "4576") == "+79161234576"
     assert group_digits("8916210") == "8 916 210"
     assert group_digits("+7916") == "+7 916"
 

@@ -163,6 +163,9 @@ def extract(
     elif (f := phone_fix(work)) is not None:
         fix = (f[0], f[1])
         work = _blank(work, f[2])
+    elif expecting == "confirm" and (tail := phone_fragment(work)) and 4 <= len(tail) <= 7:
+        fix = ("", tail)  # «нет, 45-76» at the read-back: the last digits again
+        work = ""
     name = find_name(work, expecting=expecting == "name")
     if name:
         work = _blank(work, name[1])

@@ -8,6 +8,11 @@ import phonenumbers
 
 from voicebot.redact import mask_number
 
+_TAIL_FIX = re.compile(
+    r"\s*[,.]?\s*(?:ой|нет|точнее|вернее|извините)(?:[\s,.!-]+(?:ой|нет|точнее|вернее))*"
+    r"[\s,.!-]+(\d[\d\s-]*\d|\d)\s*[.!]?\s*$",
+    re.IGNORECASE,
+)
 _CANDIDATE = re.compile(r"(?:\+\s*)?\d[\d\s\-()]{8,}\d")
 
 
@@ -27,6 +32,14 @@ def parse_phone(text: str, region: str = "RU") -> tuple[str, tuple[int, int]] | 
         fixed = apply_fix(found[0], fix[0], fix[1])
         if fixed is not None:
             found = (fixed, (found[1][0], found[1][1] + fix[2][1]))
+    elif found is not None and (tail := _TAIL_FIX.match(text[found[1][1] :])) is not None:
+        # «…45-67, нет, 45-76»: the last digits said again, differently
+        new = re.sub(r"\D", "", tail.group(1))
+        digits = found[0].lstrip("+")
+        if 2 <= len(new) <= 7:
+            fixed = normalize_phone("+" + digits[: -len(new)] + new)
+            if fixed is not None:
+                found = (fixed, (found[1][0], found[1][1] + tail.end()))
     return found
 
 
@@ -114,8 +127,11 @@ def phone_fix(text: str) -> tuple[str, str, tuple[int, int]] | None:
 
 
 def apply_fix(e164: str, old: str, new: str) -> str | None:
-    """The number with the last `old` digit group replaced by `new`, if it is in it."""
+    """The number with the last `old` digit group replaced by `new`, if it is in it;
+    an empty `old` replaces as many last digits as `new` has."""
     digits = e164.lstrip("+")
+    if not old:
+        return normalize_phone("+" + digits[: -len(new)] + new) if len(new) < len(digits) else None
     at = digits.rfind(old, 1)
     if at < 0:
         return None
