@@ -215,6 +215,12 @@ class SlotFilling(MachineBase):
         """The question a half-understood slot needs, before the usual next question."""
         st = self.state
         if st.time_options and st.slots.time is None:
+            h = self.catalog.salon.hours
+            if not any(h.open <= t < h.close for t in st.time_options):
+                # «в 10» in a salon open 12–20: neither 10:00 nor 22:00; say the hours
+                st.time_options = ()
+                text = self.r("outside_hours", open=fmt_time(h.open), close=fmt_time(h.close))
+                return self._ask(text, "time")
             opts = join_ru([fmt_time(t) for t in st.time_options])
             return self._ask(self.r("which_half", options=opts), "choice")
         if st.phone_buffer and st.slots.phone is None:

@@ -263,3 +263,27 @@ async def test_call_record_keeps_answer_latency_channel_and_errors(tmp_path: Pat
         await provider.aclose()
     assert record.stats["turn_latency_ms"] == [812.3, 640.0]
     assert record.stats["channel"] == "voximplant" and record.stats["errors"] == ["TTS_UNAVAILABLE"]
+
+
+async def test_an_hour_outside_both_halves_of_the_day_is_answered_with_the_hours(
+    tmp_path: Path,
+) -> None:
+    """Issue #11: «в 10» in a salon open 12:00–20:00 is neither 10:00 nor 22:00: the bot
+    says its hours instead of asking «10:00 или 22:00?» or guessing."""
+    from booking.textsim import run_dialogue
+
+    spec = {
+        "name": "outside_hours",
+        "now": "2026-11-23T10:00:00+03:00",
+        "caller": ["Стрижка завтра в 10", "Тогда в 2"],
+    }
+    run = await run_dialogue(
+        spec,
+        f"sqlite:///{tmp_path}/s.sqlite3",
+        use_llm="never",
+        booking_overrides={"salon": {"hours": {"open": "12:00", "close": "20:00"}}},
+    )
+    said = "\n".join(run.bot_lines)
+    assert "Мы работаем с 12:00 до 20:00" in said
+    assert "22:00" not in said
+    assert "в 14:00" in said  # «в 2» resolves to the afternoon inside those hours
