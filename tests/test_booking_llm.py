@@ -247,7 +247,7 @@ UNPLACED_SPEC = {
     "name": "llm_unplaced",
     "now": "2026-11-23T10:00:00+03:00",
     "caller": [
-        "Стрижку завтра, как с работы уйду, часов в 6-7",
+        "Стрижку завтра: работу заканчиваю в 6, и ещё 40 минут на дорогу",
         "Анна, +7 916 123-45-67",
         "Да",
     ],
@@ -260,10 +260,10 @@ async def test_unplaced_words_go_to_the_model_and_through_the_validators(
     """The coverage rule with `use_llm: auto`: the parser leaves «45» unplaced, so the
     turn goes to the model even though it understood the service and the day; the
     model's time passes the same validator and fills the slot."""
-    llm = FakeLLM([json.dumps({"time": "18:30", "date": "2026-11-24"}), "summary"])
+    llm = FakeLLM([json.dumps({"time": "18:45", "date": "2026-11-24"}), "summary"])
     run = await run_dialogue(UNPLACED_SPEC, f"sqlite:///{tmp_path}/s.sqlite3", llm=llm)
     (b,) = run.bookings
-    assert b["start"] == "2026-11-24T18:30:00+03:00"
+    assert b["start"] == "2026-11-24T18:45:00+03:00"
     assert "Не поняла время" not in _reply(run, 1)
 
 
@@ -280,4 +280,4 @@ async def test_unplaced_words_never_go_to_the_model_with_use_llm_never(tmp_path:
         UNPLACED_SPEC, f"sqlite:///{tmp_path}/s.sqlite3", llm=llm, use_llm="never"
     )
     assert llm.calls == [] and run.bookings == []
-    assert "Не поняла время: «7»" in _reply(run, 1)
+    assert "Не поняла время: «40»" in _reply(run, 1)

@@ -57,6 +57,8 @@ def test_explicit_half_of_day_is_never_asked() -> None:
         ("в 10 или в 11", (time(10), time(11))),
         ("в 3 или в 4", (time(15), time(16))),
         ("в 10 20 или в 8", (time(10, 20), time(20))),
+        ("часов в пять-шесть", (time(17), time(18))),
+        ("в три-полчетвёртого", (time(15), time(15, 30))),
     ],
 )
 def test_two_different_times_are_asked(phrase: str, options: tuple[time, ...]) -> None:
@@ -73,6 +75,9 @@ def test_two_different_times_are_asked(phrase: str, options: tuple[time, ...]) -
         ("хочу на 45", ("45",)),
         ("завтра 25 минут", ("25",)),
         ("давайте первый", ("первый",)),  # a pick, not the 1st: asked when no options
+        ("с 3 до 5", ("3", "5")),
+        ("не раньше шести", ("шести",)),
+        ("в пятом часу", ("пятом",)),
     ],
 )
 def test_words_it_cannot_place_are_reported(phrase: str, unplaced: tuple[str, ...]) -> None:
@@ -80,9 +85,13 @@ def test_words_it_cannot_place_are_reported(phrase: str, unplaced: tuple[str, ..
     assert got.unplaced == unplaced
 
 
-def test_after_is_a_window_not_a_start() -> None:
-    got = parse_when("после шести", NOW.date(), now=NOW, hours=OPEN_9_21)
-    assert (got.time, got.after) == (None, time(18))
+@pytest.mark.parametrize(
+    ("phrase", "after"),
+    [("после шести", time(18)), ("после 17:00", time(17)), ("после 5 вечера", time(17))],
+)
+def test_after_is_a_window_not_a_start(phrase: str, after: time) -> None:
+    got = parse_when(phrase, NOW.date(), now=NOW, hours=OPEN_9_21)
+    assert (got.time, got.after) == (None, after)
 
 
 @pytest.mark.parametrize(
@@ -92,6 +101,10 @@ def test_after_is_a_window_not_a_start() -> None:
         ("с утра", "morning"),
         ("после обеда", "afternoon"),
         ("сегодня на вечер", "evening"),
+        ("к обеду", "afternoon"),
+        ("в первой половине дня", "morning"),
+        ("во второй половине дня", "afternoon"),
+        ("ближе к ночи", "evening"),
     ],
 )
 def test_vague_parts_of_day(phrase: str, part: str) -> None:

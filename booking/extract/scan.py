@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from booking.extract.numbers import NumberItem, number_items
+from booking.extract.numbers import NumberItem, number_items, word_value
 from booking.extract.text import Token, lemma, tokenize
 
 # Words after which a number is a clock time («в 5», «к десяти», «около шести»).
@@ -41,8 +41,20 @@ class Scan:
 
     @classmethod
     def of(cls, text: str) -> Scan:
-        """Tokenize `text` and find its numbers."""
-        toks = tokenize(text)
+        """Tokenize `text` and find its numbers. Hyphenated words made of numbers
+        («пять-шесть», «три-полчетвёртого») are split, so each part is seen."""
+        toks: list[Token] = []
+        for t in tokenize(text):
+            parts = t.norm.split("-")
+            if len(parts) > 1 and all(
+                word_value(p) is not None or p.startswith("пол") for p in parts if p
+            ):
+                at = t.start
+                for p in parts:
+                    toks.append(Token(text[at : at + len(p)], p, at, at + len(p)))
+                    at += len(p) + 1
+            else:
+                toks.append(t)
         return cls(text, toks, number_items(toks, text))
 
     def norm(self, i: int) -> str:

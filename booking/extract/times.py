@@ -85,7 +85,8 @@ def _mk(s: Scan, hour: int, minute: int, first: int, last: int, explicit: bool) 
         hour, explicit = _with_part(hour, part)
         last += 1
     s.claim(first, last)
-    return ClockTime(hour % 24, minute, explicit, first, last, s.negated(first))
+    after = s.norm(first - 1) == "после"  # «после 17:00», «после шести»: a window
+    return ClockTime(hour % 24, minute, explicit, first, last, s.negated(first), after=after)
 
 
 def _strong_at(s: Scan, i: int, now: datetime | None) -> ClockTime | None:
@@ -120,6 +121,8 @@ def _strong_at(s: Scan, i: int, now: datetime | None) -> ClockTime | None:
             less, j = item.value, item.last + 1
             if s.norm(j) in _MINUTE_UNIT:
                 j += 1
+        if less is not None and s.norm(j) == "час":
+            return _mk(s, 12, 60 - less, i, j, True)  # «без четверти час» = 12:45
         hour = s.num(j) if less is not None else None
         if hour is not None and not hour.ordinal and 1 <= hour.value <= 24:
             last = hour.last + (s.norm(hour.last + 1) in _HOUR_UNIT)
@@ -156,6 +159,9 @@ def _strong_at(s: Scan, i: int, now: datetime | None) -> ClockTime | None:
                 minute, last = mi.value, mi.last
         return _mk(s, item.value, minute, i, last, item.value >= 13 or item.value == 0)
     if n == "час" and (s.norm(i - 1) in TIME_PREPS or _part_after(s, i + 1)):
+        mi = s.num(i + 1)
+        if mi is not None and not mi.ordinal and 10 <= mi.value <= 59:
+            return _mk(s, 1, mi.value, i, mi.last, False)  # «в час тридцать»
         return _mk(s, 1, 0, i, i, False)
     return None
 
@@ -191,7 +197,9 @@ def _weak_at(s: Scan, i: int, bare_ok: bool) -> ClockTime | None:
         return None
     prev = s.norm(i - 1)
     after = prev == "после"
-    anchored = prev in TIME_PREPS or after or _part_after(s, item.last + 1) is not None
+    # «в пять-шесть»: the second number of a range is a time like the first
+    ranged = i > 0 and (i - 1) in s.used and s.text[s.toks[i - 1].end : s.toks[i].start] == "-"
+    anchored = prev in TIME_PREPS or after or ranged or _part_after(s, item.last + 1) is not None
     if prev == "через":
         return None
     mi = s.num(item.last + 1)
@@ -210,10 +218,7 @@ def _weak_at(s: Scan, i: int, bare_ok: bool) -> ClockTime | None:
             minute, last = unit.value, unit.last
     if minute == 0 and s.norm(last + 1) == "с" and s.norm(last + 2) in {"половиной", "половинкой"}:
         minute, last = 30, last + 2  # «в пять с половиной»
-    ct = _mk(s, item.value, minute, i, last, item.value >= 13 or item.value == 0)
-    if after:
-        return ClockTime(ct.hour, ct.minute, ct.explicit, ct.first, ct.last, ct.negated, None, True)
-    return ct
+    return _mk(s, item.value, minute, i, last, item.value >= 13 or item.value == 0)
 
 
 def find_strong_times(s: Scan, now: datetime | None) -> list[ClockTime]:
@@ -261,6 +266,11 @@ _VAGUE = {
     "на вечер": "evening",
     "на вечерок": "evening",
     "ближе к обеду": "afternoon",
+    "к обеду": "afternoon",
+    "в районе обеда": "afternoon",
+    "в первой половине дня": "morning",
+    "во второй половине дня": "afternoon",
+    "ближе к ночи": "evening",
     "после обеда": "afternoon",
     "днем": "afternoon",
     "в обед": "afternoon",

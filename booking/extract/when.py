@@ -64,6 +64,11 @@ def parse_when(
     time (the bot just asked for one). `skip_ordinals`: ordinals are a pick among offered
     options («второй»), not days."""
     s = Scan.of(text)
+    for i in range(len(s.toks) - 2):
+        # «в первой половине дня»: a part of the day (below), not the 1st
+        if s.norm(i) in {"первой", "второй"} and s.norm(i + 1) in {"половине", "половины"}:
+            if s.norm(i + 2) == "дня":
+                s.claim(i, i + 2)
     if skip_ordinals:
         for item in list(s.nums.values()):
             if item.ordinal and not item.digits and item.value <= 3:
