@@ -18,6 +18,7 @@ from typing import Any
 
 from aiohttp import web
 
+from booking.audit import AuditedBackend, TurnAudit
 from booking.backends import BookingBackend
 from booking.backends.factory import open_backend
 from booking.catalog import Catalog
@@ -26,6 +27,7 @@ from booking.extract.phone import normalize_phone
 from booking.faq import FREE_QUESTION, FaqSettings, FreeQuestions, is_free_question
 from booking.llm import LlmExtractor, llm_summary
 from booking.machine import BookingMachine
+from booking.metrics import OutboxDepth
 from booking.models import Booking, CallRecord, NewBooking
 from booking.notify.factory import build_sender
 from booking.notify.message import Kind, Notification, OutboxStats
@@ -107,6 +109,7 @@ class BookingProvider:
             self.notify_settings, lambda: self.catalog, crm_sends_sms=crm_sms > 0
         )
         self.sender: OutboxSender | None = None
+        self._depth: OutboxDepth | None = None  # the queue-depth gauge's poller
         self.run_sender = run_sender
         self.faq = FaqSettings.from_section(settings.section.get("faq"))
 
@@ -136,6 +139,7 @@ class BookingProvider:
         if self.notify_settings.any_active and self.run_sender:
             self.sender = build_sender(self.notify_settings, self.store.outbox, self.notifier)
             self.sender.start()
+            self._depth = OutboxDepth.started(self.outbox_stats, self.sender.clock)
         self._warm_up()
 
     def notify(self, kind: Kind, booking: Booking | NewBooking) -> list[Notification]:
@@ -209,6 +213,7 @@ class BookingProvider:
         mount(app, self)
 
     async def aclose(self) -> None:
+        await OutboxDepth.stop_if(self._depth)
         if self.sender is not None:
             await self.sender.drain()
             await self.sender.stop()
@@ -226,7 +231,7 @@ class BookingDialogue:
             self.llm = LlmExtractor(ctx.llm, provider.catalog, timeout_s=provider.llm_timeout_s)
         self.machine = BookingMachine(
             catalog=provider.catalog,
-            backend=provider.backend,
+            backend=AuditedBackend(provider.backend),
             replies=provider.replies,
             clock=ctx.clock,
             understand=self._understand,
@@ -237,6 +242,7 @@ class BookingDialogue:
             on_booked=lambda _booking: provider.kick_sender(),
         )
         self.turn_log: list[dict[str, Any]] = []
+        self.audit = TurnAudit(ctx.clock, lambda: self.machine.state.history, self.turn_log)
         # Voice-to-voice latency (ms) of each answered turn, and engine errors, as the
         # engine reported them through `on_event`: the salon page shows both.
         self.turn_latency_ms: list[float] = []
@@ -328,7 +334,9 @@ class BookingDialogue:
         if self.p.privacy.notice:
             yield self.p.privacy.notice
         async with self._lock:
+            mark = self.audit.mark()
             parts = await self.machine.greet()
+            self.audit.record("greeting", None, mark, parts)
         async for part in self._emit(parts):
             yield part
 
@@ -336,7 +344,9 @@ class BookingDialogue:
         async with self._lock:
             self._question = None
             history_before = len(self.machine.state.history)
+            mark = self.audit.mark()
             parts = await self.machine.reply(text)
+            self.audit.record("reply", text, mark, parts)
             question = self._question
             self.last_decision = (
                 None if question else decision_key(self.machine, history_before, parts)
@@ -390,7 +400,9 @@ class BookingDialogue:
 
     async def on_silence(self, count: int) -> AsyncIterator[ReplyPart]:
         async with self._lock:
+            mark = self.audit.mark()
             parts = await self.machine.silence(count)
+            self.audit.record("silence", None, mark, parts)
         async for part in self._emit(parts):
             yield part
 
@@ -450,6 +462,7 @@ class BookingDialogue:
                 "slots": st.slots.to_json(),
                 "turns": self.turn_log,
                 "handoff": self.faq.handoffs,  # questions promised to the admin
+                "audit": self.audit.entries,  # per-turn decisions, same retention as the record
             },
             summary=summary,
             booking_id=st.booking.id if st.booking else None,

@@ -22,6 +22,7 @@ from booking.catalog import Catalog
 from booking.extract import Expecting, Extraction
 from booking.extract.phone import mask_phone, normalize_phone
 from booking.machine_base import Understand
+from booking.metrics import booking_outcome
 from booking.models import Booking, NewBooking, SlotTaken, StoreError
 from booking.notify.message import Notify
 from booking.offers import Offers
@@ -301,8 +302,10 @@ class BookingMachine(SlotFilling, Offers, CancelFlow):
             # the next turn know the slot is booked, then let the cancellation go on.
             with contextlib.suppress(Exception):
                 self._booked(await commit)
+                booking_outcome("created")
             raise
         except SlotTaken:
+            booking_outcome("conflict")
             return await self._offer_alternatives(start, race=True)
         except InvalidPhone:
             # The CRM refused the number (YCLIENTS 431): ask for it again, nothing booked.
@@ -310,6 +313,7 @@ class BookingMachine(SlotFilling, Offers, CancelFlow):
             self._goto(Phase.COLLECTING, "bad_phone")
             return [self._prompt(self.r("phone_rejected"), "phone")]
         except Exception:
+            booking_outcome("failed")
             log.exception("booking store failed (call %s)", self.call_id)
             self._goto(Phase.TRANSFER, "store_error")
             st.outcome = "transfer"
@@ -318,6 +322,7 @@ class BookingMachine(SlotFilling, Offers, CancelFlow):
                 DialogueAction("transfer", {"reason": "store_error", **s.to_json()}),
                 DialogueAction("hangup", {"reason": "transfer"}),
             ]
+        booking_outcome("created")
         self._booked(booking)
         text = self.r(
             "booked",

@@ -2,11 +2,11 @@
 # One-time (idempotent) setup on Debian/Ubuntu: system packages and a virtualenv in .venv.
 # System packages: espeak-ng (emulator TTS and synthesized callers), sox and ffmpeg (audio
 # tools, pydub), chromium + chromium-driver (the real-browser test), postgresql (the
-# PostgreSQL booking-store tests).
+# PostgreSQL booking-store tests), nginx (the reverse-proxy test of scripts/deploy/nginx).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-PKGS=(espeak-ng sox ffmpeg chromium chromium-driver postgresql)
+PKGS=(espeak-ng sox ffmpeg chromium chromium-driver postgresql nginx)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

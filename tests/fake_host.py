@@ -16,6 +16,7 @@ from typing import Any
 from voicebot.clock import Clock, RealClock
 from voicebot.config import Config
 from voicebot.emulator.scripts import script_metadata
+from voicebot.ops.health import Readiness
 from voicebot.transports.audiosocket_register import CallRegistry
 
 SessionMaker = Callable[["FakeHost", Any, dict[str, Any]], Any]
@@ -43,6 +44,7 @@ class FakeHost:
         self._clock = clock or RealClock()
         self._make = make_session
         self.audiosocket_registry = CallRegistry()
+        self.readiness = Readiness(self.cfg.server.overload, self._clock.monotonic)
         self.turn_metrics: deque[dict[str, Any]] = deque(maxlen=1000)
         self.opened: list[dict[str, Any]] = []  # what each open_call got, in order
         self.sessions: list[Any] = []  # every session opened, in order
@@ -69,7 +71,9 @@ class FakeHost:
         self.released.append(call)
         self.live.pop(call.session_id, None)
 
-    def has_capacity(self, pending: int = 0) -> bool:
+    def has_capacity(self, pending: int = 0, channel: str | None = None) -> bool:
+        if self.readiness.draining:
+            return False
         return len(self.live) + pending < self.cfg.server.max_sessions
 
     def live_calls(self) -> int:

@@ -194,9 +194,15 @@ async def test_unauthenticated_invalidates_and_retries_once(emulator: Emulator) 
 
 
 async def test_injected_unavailable_is_retriable(emulator: Emulator) -> None:  # noqa: F811
-    emulator.tts.inject("UNAVAILABLE")
     tts = client(emulator)
     try:
+        # One transient failure before any audio: retried at once, the sentence plays.
+        emulator.tts.inject("UNAVAILABLE")
+        n = len(emulator.tts.requests)
+        assert rms(b"".join(await collect(tts, "Привет", SynthesisOptions()))) > 300
+        assert len(emulator.tts.requests) == n + 2
+        # Twice in a row: the retriable error reaches the caller.
+        emulator.tts.inject("UNAVAILABLE", "UNAVAILABLE")
         with pytest.raises(ProviderError) as err:
             await collect(tts, "Привет", SynthesisOptions())
         assert err.value.retriable and err.value.code == "UNAVAILABLE"

@@ -10,7 +10,7 @@ Three processes, so that each one's CPU is its own:
 
 CPU and RSS of the server (and the emulator's CPU, so a saturated emulator shows) are
 read from /proc over the window in which all N calls are up. Stage timings come from
-the server's own per-turn records (`GET /metrics`), voice-to-voice and underruns from
+the server's own per-turn records (`GET /metrics/turns`), voice-to-voice and underruns from
 the client. Everything binds 127.0.0.1 and every child is killed at the end.
 """
 
@@ -173,8 +173,11 @@ def _wait_line(proc: subprocess.Popen[str], prefix: str, timeout: float) -> str:
     return found[0]
 
 
-def _http(url: str, method: str = "GET", timeout: float = 10) -> Any:
-    req = urllib.request.Request(url, method=method, data=b"" if method == "POST" else None)
+def _http(url: str, method: str = "GET", timeout: float = 10, token: str | None = None) -> Any:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    req = urllib.request.Request(
+        url, method=method, data=b"" if method == "POST" else None, headers=headers
+    )
     with urllib.request.urlopen(req, timeout=timeout) as r:
         return json.loads(r.read())
 
@@ -248,6 +251,8 @@ class Bench:
         self.python = sys.executable
         self.emulator: subprocess.Popen[str] | None = None
         self.endpoints: dict[str, str] = {}
+        # The server's /metrics/turns (per-turn records) needs a bearer token.
+        self.metrics_token = "bench-" + os.urandom(8).hex()
 
     def _env(self) -> dict[str, str]:
         env = {
@@ -312,6 +317,7 @@ class Bench:
         env["YANDEX_API_KEY"] = self.setup.api_key
         env["YANDEX_FOLDER_ID"] = "b1gbenchfolder"
         env["VOICEBOT_VOXIMPLANT_SECRET"] = self.setup.secret
+        env["VOICEBOT_METRICS_TOKEN"] = self.metrics_token
         cmd = [self.python, "-m", "voicebot.bench_server"]
         cmd += [
             "--log-level",
@@ -381,7 +387,7 @@ class Bench:
         except subprocess.TimeoutExpired:
             self.children.stop(load)
         self.children.stop(load)
-        metrics = _http(f"http://{HOST}:{http_port}/metrics")
+        metrics = _http(f"http://{HOST}:{http_port}/metrics/turns", token=self.metrics_token)
         loop_lag = _http(f"http://{HOST}:{http_port}/bench/stats")
         speculation = _http(f"http://{HOST}:{http_port}/bench/speculation")
         client = json.loads(out.read_text(encoding="utf-8"))
@@ -586,6 +592,10 @@ def _t(p: dict[str, float | None]) -> str:
 
 
 def run_cli(args: argparse.Namespace) -> int:
+    if getattr(args, "soak", None):
+        from voicebot.soak import run_soak
+
+        return run_soak(args)
     # The load generator on uvloop (cheaper client; the server is set by VOICEBOT_BENCH_UVLOOP).
     args.uvloop = (
         getattr(args, "uvloop", False) or os.environ.get("VOICEBOT_BENCH_LOAD_UVLOOP") == "1"

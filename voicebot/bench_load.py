@@ -75,6 +75,10 @@ class Stats:
     tick_lag_ms: list[float] = field(default_factory=list)
     # (first audio at, caller line, v2v ms): a reply type slowed by a burst shows as a ramp
     v2v_timeline: list[tuple[float, int, float]] = field(default_factory=list)
+    # Soak accounting (ws only: the browser protocol shows transcripts and bookings).
+    utterances_said: int = 0
+    lost_utterances: int = 0  # said long enough before the call ended, never transcribed
+    booking_ids: list[str] = field(default_factory=list)  # bookings confirmed to a caller
 
     def error(self, what: str) -> None:
         self.errors += 1
@@ -145,6 +149,8 @@ class Caller:
         self.failed: str | None = None
         self._frames = 0
         self.reply_v2v: float | None = None  # v2v of the reply now playing (diagnostics)
+        self.said_at: list[float] = []  # loop time each line started
+        self.finals: int | None = None  # final transcripts seen (None: not visible)
 
     # ------------------------------------------------------------- microphone
 
@@ -154,6 +160,16 @@ class Caller:
         self._last_voiced_at = last * self.frame_bytes
         self.speech_end = None
         self.spoke.clear()
+        self.said_at.append(asyncio.get_running_loop().time())
+        self.stats.utterances_said += 1
+
+    def count_lost(self, now: float) -> None:
+        """Lines said over REPLY_TIMEOUT_S (+ speech) before the end that never came
+        back as a final transcript (transports that show transcripts only)."""
+        if self.finals is None:
+            return
+        due = sum(1 for t in self.said_at if now - t > REPLY_TIMEOUT_S + 5.0)
+        self.stats.lost_utterances += max(0, due - self.finals)
 
     async def tick(self, now: float) -> None:
         if self._pos < len(self._speech):
@@ -283,6 +299,7 @@ class WsCaller(Caller):
         self._reader: asyncio.Task[None] | None = None
         self._ready = asyncio.Event()
         self._last_ack = -1.0
+        self.finals = 0
 
     async def connect(self) -> None:
         self._ws = await self._http.ws_connect(self._url, max_msg_size=4 << 20)
@@ -340,6 +357,10 @@ class WsCaller(Caller):
             self.on_reply_done()
         elif kind == "bot_text" and ev.get("final") and not ev.get("text"):
             self.on_reply_done()  # nothing to say: no audio, no `turn` event
+        elif kind == "transcript" and not ev.get("segment", {}).get("partial", True):
+            self.finals = (self.finals or 0) + 1
+        elif kind == "booking":
+            self.stats.booking_ids.append(str(ev.get("booking", {}).get("id", "")))
         elif kind == "error":
             self.stats.error(f"server error event: {ev.get('code')}")
         elif kind == "done":
@@ -591,6 +612,7 @@ async def _slot(
             clock.callers.discard(caller)
             if not caller.ended.is_set():
                 await caller.hangup()
+            caller.count_lost(loop.time())
         if caller.failed is not None:
             stats.dropped_calls += 1
             stats.error(caller.failed)
@@ -676,6 +698,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "replies": stats.replies,
         "no_reply": stats.no_reply,
         "turn_events": stats.turn_events,
+        "utterances_said": stats.utterances_said,
+        "lost_utterances": stats.lost_utterances,
+        "booking_ids": stats.booking_ids,
         # Seconds since the window opened (negative: during the ramp).
         "v2v_timeline": [(round(t - steady, 3), n, v) for t, n, v in stats.v2v_timeline],
         "client_cpu_s_per_s": round((cpu1 - cpu0) / max(1e-9, wall1 - wall0), 3),

@@ -32,6 +32,12 @@ def _parser() -> argparse.ArgumentParser:
         "--store", default=None, help="booking store URL (sqlite:///... or postgresql://...)"
     )
     s.add_argument("--stt", default=None, help="speech recognition provider")
+    s.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="server processes sharing the ports (default: server.workers, 1)",
+    )
     s.set_defaults(target="voicebot.server:run_cli")
 
     e = sub.add_parser("emulator", help="run the local Yandex Cloud emulator (a test double)")
@@ -73,6 +79,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     b.add_argument("--json", action="store_true")
     b.add_argument("--config", default=None)
+    b.add_argument(
+        "--soak", type=float, default=None, metavar="SECONDS", help="a long run (voicebot.soak)"
+    )
+    b.add_argument(
+        "--faults", action="store_true", help="soak: inject STT drops, GPT and TTS errors"
+    )
     b.set_defaults(target="voicebot.bench:run_cli")
 
     a = sub.add_parser("audiosocket", help="run only the AudioSocket server (Asterisk/Zadarma)")
@@ -137,12 +149,13 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
-    logging.basicConfig(
-        level=(args.log_level or "INFO").upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    raw_argv = list(sys.argv[1:] if argv is None else argv)
+    args = _parser().parse_args(raw_argv)
+    args.argv = raw_argv  # `serve --workers N` starts its workers with the same flags
+    from voicebot.ops.logs import configure
+
+    # `serve` switches to the configured `log_format` once it has read the config.
+    configure("text", (args.log_level or "INFO").upper())
     # httpx logs every request URL at INFO; webhook URLs often carry a token.
     for noisy in ("httpx", "httpcore"):
         logging.getLogger(noisy).setLevel(logging.WARNING)

@@ -141,6 +141,19 @@ class EngineSettings:
 
 
 @dataclass
+class OverloadSettings:
+    """Back-pressure thresholds (voicebot/ops/health.py): past them /readyz is 503 and
+    new calls hear `server.busy_message`."""
+
+    enabled: bool = True
+    window_s: float = 60.0
+    min_turns: int = 5  # fewer samples in the window: too few to judge
+    error_rate: float = 0.5  # provider errors per turn
+    stage_p95_s: float = 4.0  # LLM or TTS wait before the first audio
+    recover_s: float = 30.0  # stay "overloaded" this long after the last bad look
+
+
+@dataclass
 class ServerSettings:
     host: str = "127.0.0.1"
     port: int = 8080
@@ -150,6 +163,25 @@ class ServerSettings:
     allowed_sample_rates: list[int] = field(default_factory=lambda: [8000, 16000, 48000])
     uvloop: str = "auto"  # auto: when installed (extra `fast`); on: required; off
     gc_freeze: bool = True  # start-up objects leave the GC's scans (fewer loop stalls)
+    # Prometheus /metrics: on the main port behind a bearer token (env
+    # VOICEBOT_METRICS_TOKEN), and/or without one on a separate loopback-only port.
+    metrics_token: str = field(default="", repr=False)
+    metrics_port: int = 0  # 0: no separate port
+    metrics_host: str = "127.0.0.1"  # must be a loopback address
+    workers: int = 1  # `serve --workers N`: processes sharing the ports (SO_REUSEPORT)
+    # SIGTERM: stop taking calls, let live ones finish this long, then say goodbye.
+    drain_timeout_s: float = 60.0
+    goodbye_message: str = "Извините, нам нужно завершить разговор. Пожалуйста, перезвоните."
+    busy_message: str = (
+        "Извините, сейчас все линии заняты. Пожалуйста, перезвоните через несколько минут."
+    )
+    # Limits and trust (voicebot/ops/limits.py).
+    trusted_proxies: list[str] = field(default_factory=list)  # e.g. [127.0.0.1] behind nginx
+    ws_connections_per_address: int = 10  # concurrent /ws connections of one client; 0: off
+    ws_messages_per_s: float = 120.0  # per /ws connection (20 ms audio is 50/s); 0: off
+    channel_limits: dict[str, int] = field(default_factory=dict)  # e.g. {browser: 50}
+    telephony_reserve: int = 0  # slots of max_sessions the browser demo may never take
+    overload: OverloadSettings = field(default_factory=OverloadSettings)
 
 
 @dataclass
@@ -164,6 +196,9 @@ class AudioSocketSettings:
     host: str = "127.0.0.1"
     port: int = 9092
     enabled: bool = True
+    # POST /audiosocket/register needs `Authorization: Bearer <secret>` (env
+    # VOICEBOT_AUDIOSOCKET_SECRET) when set; never expose that path through a proxy.
+    register_secret: str = field(default="", repr=False)
 
 
 @dataclass
@@ -228,6 +263,7 @@ class Config:
     # factory; the engine does not interpret them.
     domain: dict[str, Any] = field(default_factory=dict)
     log_level: str = "INFO"
+    log_format: str = "text"  # text | json (one object per line, with call and turn ids)
 
     def redacted(self, domain: Mapping[str, Any] | None = None) -> dict[str, Any]:
         """The whole configuration, safe to log: secrets masked, URLs without passwords
@@ -243,6 +279,8 @@ class Config:
             ("emulator", "api_key"),
             ("telephony", "voximplant", "secret"),
             *(("stt", name, "api_key") for name in VENDOR_KEY_ENV),
+            ("server", "metrics_token"),
+            ("telephony", "audiosocket", "register_secret"),
         ):
             node = d
             for key in path[:-1]:
@@ -261,6 +299,8 @@ ENV_OVERRIDES: dict[str, tuple[str, ...]] = {
     "YANDEX_SA_KEY_FILE": ("yandex", "sa_key_file"),
     "VOICEBOT_VOXIMPLANT_SECRET": ("telephony", "voximplant", "secret"),
     **{var: ("stt", name, "api_key") for name, var in VENDOR_KEY_ENV.items()},
+    "VOICEBOT_METRICS_TOKEN": ("server", "metrics_token"),
+    "VOICEBOT_AUDIOSOCKET_SECRET": ("telephony", "audiosocket", "register_secret"),
 }
 
 # Old names that keep working: the value moves to its new place (both given: an error).

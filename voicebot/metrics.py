@@ -1,9 +1,9 @@
-"""`GET /metrics`: the runtime's recent per-turn latency records, as JSON.
+"""`/metrics` (Prometheus text) and `/metrics/turns` (per-turn JSON records).
 
-`voicebot bench` reads the server's own stage timings from here (engine overhead and
-provider waits are only known inside the process). Mount with
-`add_metrics_route(app, runtime)` in `voicebot/server.py`'s `create_app`. The records
-hold no caller data: stage timings in ms and the turn trigger only.
+The routes live in `voicebot.ops.http`; this keeps the old entry point
+`add_metrics_route` for `create_app` and the bench server. Both routes need the
+bearer token of `server.metrics_token` (env `VOICEBOT_METRICS_TOKEN`) on the main
+port; the records hold no caller data (stage timings in ms and the turn trigger).
 """
 
 from __future__ import annotations
@@ -13,15 +13,15 @@ from typing import Any
 
 from aiohttp import web
 
+from voicebot.ops.http import add_metrics_routes
+
 
 def add_metrics_route(
     app: web.Application,
     turn_metrics: Iterable[dict[str, Any]],
     live_calls: Callable[[], int],
+    token: str = "",
 ) -> None:
-    """Mount `GET /metrics`: `{"turns": [per-turn latency records], "sessions": N}`."""
-
-    async def metrics(request: web.Request) -> web.Response:
-        return web.json_response({"turns": list(turn_metrics), "sessions": live_calls()})
-
-    app.router.add_get("/metrics", metrics)
+    """Mount `GET /metrics` and `GET /metrics/turns` behind the bearer `token`
+    (no token: they answer 404 on this port)."""
+    add_metrics_routes(app, turn_metrics, live_calls, token)

@@ -11,17 +11,22 @@ from __future__ import annotations
 import logging
 import secrets
 import uuid
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from voicebot.clock import Clock, RealClock
 from voicebot.config import Config
-from voicebot.dialogue import CallContext, DialogueProvider, load_provider, mode_name
+from voicebot.dialogue import CallContext, Dialogue, DialogueProvider, load_provider, mode_name
 from voicebot.emulator.scripts import script_metadata
 from voicebot.engine.metering import MeteredLanguageModel
 from voicebot.engine.session import CallSession
+from voicebot.ops import metrics
+from voicebot.ops.busy import BusyDialogue
+from voicebot.ops.health import Readiness
+from voicebot.ops.limits import Admission
+from voicebot.ops.logs import bind_call
 from voicebot.providers.base import (
     LanguageModel,
     RecognitionOptions,
@@ -80,6 +85,12 @@ class Runtime:
         # Per-turn latency records of recent calls, for /metrics and `voicebot bench`.
         self.turn_metrics: deque[dict[str, Any]] = deque(maxlen=20_000)
         self.speculation_totals: dict[str, int] = {}  # summed over finished calls
+        self._channels: dict[str, str] = {}  # session id -> channel, for the active-calls gauge
+        s = cfg.server
+        # Readiness (/readyz, drain, back-pressure) and the per-channel capacity rules.
+        self.readiness = Readiness(s.overload, self.clock.monotonic)
+        self.admission = Admission(s.max_sessions, dict(s.channel_limits), s.telephony_reserve)
+        self._unlisten = metrics.on_provider_error(self.readiness.on_provider_error)
 
     @classmethod
     async def create(
@@ -165,10 +176,20 @@ class Runtime:
             modes=modes,
         )
 
-    def has_capacity(self, pending: int = 0) -> bool:
+    def has_capacity(self, pending: int = 0, channel: str | None = None) -> bool:
         """`server.max_sessions` counts every live call of the process, whatever its
-        channel, plus `pending` connections that have not started their call yet."""
-        return len(self.sessions) + pending < self.cfg.server.max_sessions
+        channel, plus `pending` connections that have not started their call yet; a
+        `channel` also has its own cap and the telephony reserve (`Admission`). A
+        draining process has no capacity. A refusal is counted per channel."""
+        if self.readiness.draining:
+            why: str | None = "draining"
+        elif channel is None:
+            why = None if len(self.sessions) + pending < self.cfg.server.max_sessions else "busy"
+        else:
+            why = self.admission.admit(channel, Counter(self._channels.values()), pending)
+        if why is not None and channel is not None:
+            metrics.call_refused(channel, why)
+        return why is None
 
     def open_call(
         self,
@@ -189,6 +210,9 @@ class Runtime:
         `self.modes` (KeyError for one not offered)."""
         clock = clock or self.clock
         session_id = session_id or uuid.uuid4().hex[:12]
+        # Log lines of this call carry its id: the transport's task from here on, and
+        # every task the session creates (they copy this context when created).
+        bind_call(session_id)
         stt_metadata = script_metadata(self.emulator_hooks, script, script_id or session_id)
         y = self.cfg.yandex
         provider = self.modes[mode] if mode else self.dialogues
@@ -200,7 +224,8 @@ class Runtime:
             transport=transport,
             recognizer=_per_call(self.recognizer),
             synthesizer=self.synthesizer,
-            dialogue=provider.new_dialogue(
+            dialogue=self._busy(channel)
+            or provider.new_dialogue(
                 CallContext(
                     session_id=session_id,
                     clock=clock,
@@ -236,7 +261,18 @@ class Runtime:
         if (observe := getattr(session.dialogue, "on_event", None)) is not None:
             session.events.listeners.append(observe)
         self.sessions[session.session_id] = session
+        self._channels[session.session_id] = channel
+        metrics.call_started(channel)
         return session
+
+    def _busy(self, channel: str) -> Dialogue | None:
+        """While a provider is overloaded, a new call hears only the busy message."""
+        reasons = self.readiness.overloaded()
+        if not reasons:
+            return None
+        log.warning("new %s call gets the busy message: %s", channel, "; ".join(reasons))
+        metrics.call_refused(channel, "overloaded")
+        return BusyDialogue(self.cfg.server.busy_message)
 
     def _collect(self, event: Mapping[str, Any]) -> None:
         if event.get("type") == "turn":
@@ -247,6 +283,8 @@ class Runtime:
                     **event["latency_ms"],
                 }
             )
+            metrics.turn_recorded(str(event.get("trigger")), event["latency_ms"])
+            self.readiness.on_turn(event["latency_ms"])
         elif event.get("type") == "done":
             # Speculation counters of finished calls (TTS characters prepared vs played).
             spec = (event.get("summary") or {}).get("speculation") or {}
@@ -271,8 +309,13 @@ class Runtime:
     def release_call(self, call: LiveCall) -> None:
         """Free the call's slot (idempotent)."""
         self.sessions.pop(call.session_id, None)
+        channel = self._channels.pop(call.session_id, None)
+        if channel is not None:  # once per call, however many paths release it
+            metrics.call_ended(channel)
 
     async def aclose(self) -> None:
+        """Close the providers, the dialogue domain and the emulator, in that order."""
+        self._unlisten()
         for obj in self._closers:
             close = getattr(obj, "aclose", None) or getattr(obj, "stop", None)
             if close is None:

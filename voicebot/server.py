@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import gc
 import logging
+import os
 import signal
 import uuid
 from collections.abc import Callable, Mapping
@@ -24,6 +25,13 @@ from aiohttp import web
 
 from voicebot.config import Config, load_config
 from voicebot.metrics import add_metrics_route
+from voicebot.ops import logs, metrics
+from voicebot.ops.drain import drain
+from voicebot.ops.health import Readiness
+from voicebot.ops.http import check_loopback, metrics_app, readyz
+from voicebot.ops.limits import AddressLimiter, client_address, parse_networks
+from voicebot.ops.looplag import LoopLagMonitor
+from voicebot.ops.workers import is_worker, supervise
 from voicebot.transports import voximplant
 from voicebot.transports.audiosocket import AudioSocketServer, start_audiosocket
 from voicebot.transports.audiosocket_register import (
@@ -58,6 +66,7 @@ class ServedHost(CallHost, Protocol):
     turn_metrics: deque[dict[str, Any]]
     modes: Mapping[str, Any]  # dialogues a browser caller may pick, the default first
     default_mode: str | None
+    readiness: Readiness
 
     def live_calls(self) -> int:
         """Calls open right now, every channel."""
@@ -73,6 +82,7 @@ STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
 RUNTIME_KEY = web.AppKey("runtime", Any)
 CALLS_KEY = web.AppKey("browser_calls", set)
 FACTORY_KEY = web.AppKey("session_factory", Any)
+EDGE_KEY = web.AppKey("edge", Any)  # (trusted proxy networks, per-address /ws limiter)
 
 # The page loads only its own assets and talks only to its own origin.
 CSP = (
@@ -113,10 +123,18 @@ def create_app(
     app.router.add_get("/", _index)
     app.router.add_get("/ws", _call_ws)
     app.router.add_get("/healthz", _healthz)
+    app.router.add_get("/readyz", readyz(runtime.readiness))
+    s = runtime.cfg.server
+    app[EDGE_KEY] = (
+        parse_networks(s.trusted_proxies),
+        AddressLimiter(s.ws_connections_per_address),
+    )
     app.router.add_get("/api/info", _info)
     app.router.add_static("/static/", STATIC_DIR, append_version=False)
     app.on_shutdown.append(_end_calls)
-    add_metrics_route(app, runtime.turn_metrics, runtime.live_calls)
+    add_metrics_route(
+        app, runtime.turn_metrics, runtime.live_calls, runtime.cfg.server.metrics_token
+    )
     _mount_telephony(app, runtime)
     # The dialogue domain may serve pages of its own (the booking bot's salon page and
     # calendar feed); the engine only offers it the app.
@@ -146,7 +164,9 @@ def _mount_telephony(app: web.Application, host: ServedHost) -> None:
         host, cfg.telephony.voximplant, max_message_bytes=cfg.server.max_message_bytes
     )
     app.router.add_get(voximplant.ROUTE, handler)
-    add_register_route(app, host.audiosocket_registry)
+    add_register_route(
+        app, host.audiosocket_registry, secret=cfg.telephony.audiosocket.register_secret
+    )
 
 
 async def _index(request: web.Request) -> web.StreamResponse:
@@ -181,6 +201,7 @@ async def _healthz(request: web.Request) -> web.Response:
     return web.json_response(
         {
             "ok": True,
+            "pid": os.getpid(),  # which worker answered (`serve --workers N`)
             "offline": bool(runtime.offline),
             "sessions": sum(1 for c in calls if c.active),
         }
@@ -202,10 +223,24 @@ def _limits(runtime: ServedHost) -> BrowserLimits:
         offline=bool(runtime.offline),
         modes=tuple(_modes(runtime)),
         default_mode=runtime.default_mode,
+        messages_per_s=cfg.server.ws_messages_per_s,
     )
 
 
 async def _call_ws(request: web.Request) -> web.StreamResponse:
+    trusted, per_address = request.app[EDGE_KEY]
+    client = client_address(request.remote, request.headers.get("X-Forwarded-For"), trusted)
+    if not per_address.acquire(client):
+        metrics.call_refused("browser", "rate_limited")
+        log.warning("refusing a browser connection: too many from one address")
+        raise web.HTTPTooManyRequests(text="too many connections from this address")
+    try:
+        return await _browser_call(request)
+    finally:
+        per_address.release(client)
+
+
+async def _browser_call(request: web.Request) -> web.StreamResponse:
     runtime = request.app[RUNTIME_KEY]
     calls: set[BrowserCall] = request.app[CALLS_KEY]
     limits = _limits(runtime)
@@ -219,7 +254,7 @@ async def _call_ws(request: web.Request) -> web.StreamResponse:
     # Calls of every channel count (browser, Voximplant, AudioSocket); so do browser
     # connections that have not sent `start` yet (they must within START_TIMEOUT_S).
     waiting = sum(1 for c in calls if c.session is None)
-    if not runtime.has_capacity(pending=waiting):
+    if not runtime.has_capacity(pending=waiting, channel="browser"):
         log.warning("refusing a browser call: %d sessions already", max_sessions)
         await refuse_busy(ws, max_sessions)
         return ws
@@ -258,6 +293,7 @@ async def serve(args: argparse.Namespace) -> int:
 
     cfg = load_config(getattr(args, "config", None))
     _apply_flags(cfg, args)
+    logs.configure(cfg.log_format, getattr(args, "log_level", None) or cfg.log_level)
     runtime = await Runtime.create(
         cfg,
         stt_script=getattr(args, "emulator_stt_script", None),
@@ -275,25 +311,41 @@ async def serve(args: argparse.Namespace) -> int:
     app = create_app(runtime)
     runner = web.AppRunner(app, handle_signals=False, access_log=None)
     audiosocket_server: AudioSocketServer | None = None
+    metrics_runner: web.AppRunner | None = None
+    lag = LoopLagMonitor()
     stop = _stop_event()
     loop = asyncio.get_running_loop()
     try:
         await runner.setup()
-        site = web.TCPSite(runner, cfg.server.host, cfg.server.port)
+        site = web.TCPSite(runner, cfg.server.host, cfg.server.port, reuse_port=is_worker())
         await site.start()
         for sock in _bound_sockets(site):
             host, port = sock.getsockname()[:2]
             log.info("voicebot serving on http://%s:%d/", _url_host(host), port)
         audiosocket_server = await _start_audiosocket(runtime, cfg)
+        metrics_runner = await _start_metrics_site(runtime, cfg)
+        lag.start()
         if cfg.server.gc_freeze:
             gc.collect()
             gc.freeze()  # the runtime, catalog and modules are never garbage
         log.info("event loop: %s", type(loop).__module__)
         await stop.wait()
-        log.info("shutting down")
+        # Drain before any listener closes: /readyz says 503 and every channel refuses
+        # new calls while live ones finish; then no WebSocket is left to the runner.
+        counts = await drain(
+            runtime.readiness,
+            lambda: list(runtime.sessions.values()),
+            runtime.clock,
+            timeout_s=cfg.server.drain_timeout_s,
+            goodbye=cfg.server.goodbye_message,
+        )
+        log.info("drained (%s); shutting down", counts)
     finally:
+        await lag.stop()
         if audiosocket_server is not None:
             await audiosocket_server.aclose()
+        if metrics_runner is not None:
+            await metrics_runner.cleanup()
         await runner.cleanup()
         await runtime.aclose()
     return 0
@@ -305,7 +357,9 @@ async def _start_audiosocket(
     if not (cfg.telephony.audiosocket.enabled or force):
         return None
     host, port = cfg.telephony.audiosocket.host, cfg.telephony.audiosocket.port
-    server = await start_audiosocket(runtime, runtime.audiosocket_registry, host, port)
+    server = await start_audiosocket(
+        runtime, runtime.audiosocket_registry, host, port, reuse_port=is_worker()
+    )
     for sock in server.sockets:
         log.info("AudioSocket listening on %s:%d", *sock.getsockname()[:2])
     return server
@@ -326,7 +380,11 @@ async def serve_audiosocket(args: argparse.Namespace) -> int:
         acfg.port = args.port
     runtime = await Runtime.create(cfg, store=getattr(args, "store", None))
     app = web.Application()
-    add_register_route(app, runtime.audiosocket_registry)
+    add_register_route(
+        app,
+        runtime.audiosocket_registry,
+        secret=cfg.telephony.audiosocket.register_secret,
+    )
     runner = web.AppRunner(app, handle_signals=False, access_log=None)
     server: AudioSocketServer | None = None
     stop = _stop_event()
@@ -360,6 +418,23 @@ def _stop_event() -> asyncio.Event:
     return stop
 
 
+async def _start_metrics_site(runtime: ServedHost, cfg: Config) -> web.AppRunner | None:
+    """The token-less metrics site on `server.metrics_port`, loopback only."""
+    if cfg.server.metrics_port <= 0:
+        return None
+    check_loopback(cfg.server.metrics_host)
+    runner = web.AppRunner(
+        metrics_app(runtime.turn_metrics, runtime.live_calls), handle_signals=False, access_log=None
+    )
+    await runner.setup()
+    site = web.TCPSite(
+        runner, cfg.server.metrics_host, cfg.server.metrics_port, reuse_port=is_worker()
+    )
+    await site.start()
+    log.info("metrics on http://%s:%d/metrics", cfg.server.metrics_host, cfg.server.metrics_port)
+    return runner
+
+
 def _bound_sockets(site: web.TCPSite) -> list[Any]:
     server = getattr(site, "_server", None)
     return list(getattr(server, "sockets", None) or [])
@@ -385,6 +460,12 @@ def loop_factory(setting: str) -> Callable[[], asyncio.AbstractEventLoop] | None
 def run_cli(args: argparse.Namespace) -> int:
     """`voicebot serve`."""
     cfg = load_config(getattr(args, "config", None))
+    _apply_flags(cfg, args)
+    workers = getattr(args, "workers", None) or cfg.server.workers
+    if workers > 1 and not is_worker():
+        logs.configure(cfg.log_format, getattr(args, "log_level", None) or cfg.log_level)
+        args.workers = workers
+        return supervise(cfg, args, getattr(args, "argv", []))
     with asyncio.Runner(loop_factory=loop_factory(cfg.server.uvloop)) as runner:
         return runner.run(serve(args))
 

@@ -30,17 +30,18 @@ import statistics
 import sys
 import wave
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
-from datetime import datetime
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
 
 from voicebot.clock import Clock, RealClock
 from voicebot.config import Config, load_config
 from voicebot.dialogue import mode_name
+from voicebot.dialogue_script import CallerLine, DialogueScript, load_script
+
+__all__ = ["CallerLine", "DialogueScript", "load_script", "run_simulation"]
 from voicebot.emulator.espeak import EspeakSynthesizer
 from voicebot.engine.session import CallSession
 from voicebot.redact import redact_url
@@ -51,66 +52,6 @@ log = logging.getLogger(__name__)
 
 FRAME_MS = 20
 REPLY_TIMEOUT_S = 30.0  # simulated seconds to wait for a bot reply before moving on
-
-
-# ---------------------------------------------------------------------- script
-
-
-@dataclass(frozen=True, slots=True)
-class CallerLine:
-    say: str | None = None
-    barge_in_after_ms: int | None = None
-    silence_ms: int = 0
-
-
-@dataclass(slots=True)
-class DialogueScript:
-    now: datetime | None
-    lines: list[CallerLine]
-    setup: Mapping[str, Any] = field(default_factory=dict)
-    echo: bool = False
-    sample_rate: int = 16000
-    name: str = ""
-    expect: Mapping[str, Any] = field(default_factory=dict)
-    factory: str | None = None  # overrides `dialogue.factory`
-
-    @property
-    def utterances(self) -> list[str]:
-        return [ln.say for ln in self.lines if ln.say]
-
-
-def load_script(path: str | Path) -> DialogueScript:
-    data = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
-    if not isinstance(data, dict) or not isinstance(data.get("caller", []), list):
-        raise ValueError(f"{path}: a dialogue needs a 'caller:' list")
-    lines: list[CallerLine] = []
-    for i, item in enumerate(data.get("caller") or []):
-        if isinstance(item, str):
-            lines.append(CallerLine(say=item))
-        elif isinstance(item, dict) and "say" in item:
-            after = item.get("barge_in_after_ms")
-            lines.append(CallerLine(say=str(item["say"]), barge_in_after_ms=after))
-        elif isinstance(item, dict) and "silence_ms" in item:
-            lines.append(CallerLine(silence_ms=int(item["silence_ms"])))
-        else:
-            raise ValueError(
-                f"{path}: caller item {i} must be a string, {{say: ...}} or {{silence_ms: N}}"
-            )
-    now = data.get("now")
-    if isinstance(now, str):
-        now = datetime.fromisoformat(now)
-    if now is not None and now.tzinfo is None:
-        raise ValueError(f"{path}: 'now' needs a UTC offset, e.g. 2026-11-23T10:00:00+03:00")
-    return DialogueScript(
-        now=now,
-        lines=lines,
-        setup=data.get("setup") or {},
-        echo=bool(data.get("echo", False)),
-        sample_rate=int(data.get("sample_rate", 16000)),
-        name=str(data.get("name", Path(path).stem)),
-        expect=data.get("expect") or {},
-        factory=str(data["factory"]) if data.get("factory") else None,
-    )
 
 
 # ---------------------------------------------------------------------- transport

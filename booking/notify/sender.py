@@ -29,6 +29,7 @@ from booking.notify.outbox import Outbox
 from booking.notify.settings import SenderSettings
 from booking.notify.templates import Rendered, Templates
 from voicebot.clock import Clock
+from voicebot.ops import metrics
 
 log = logging.getLogger(__name__)
 
@@ -194,6 +195,7 @@ class OutboxSender:
                 await self._fail(row, str(e))
                 return
             self.counters.retried += 1
+            metrics.outbox_failure(row.channel, "retry")
             log.info("outbox %s/%s retry in %.0f s: %s", row.channel, row.id, wait, e)
             await self.outbox.mark_retry(
                 row.id, self.owner, at=now + timedelta(seconds=wait), error=str(e)
@@ -215,12 +217,14 @@ class OutboxSender:
 
     async def _fail(self, row: OutboxRow, error: str) -> None:
         self.counters.failed += 1
+        metrics.outbox_failure(row.channel, "failed")
         log.error("outbox %s/%s (%s) failed: %s", row.channel, row.id, row.kind, error)
         await self.outbox.mark_failed(row.id, self.owner, error=error)
 
     async def _channel_down(self, row: OutboxRow, reason: str) -> None:
         self.counters.channels_down[row.channel] = reason
         self._down_until[row.channel] = self.clock.monotonic() + DOWN_RETRY_S
+        metrics.outbox_failure(row.channel, "channel_down")
         log.critical("notifications: channel %s stopped: %s", row.channel, reason)
         now = self.clock.now()
         await self.outbox.mark_retry(

@@ -44,6 +44,10 @@ class _ScriptableStt(Protocol):
     def set_script(self, utterances: list[str]) -> None: ...
 
 
+class _Injectable(Protocol):
+    def inject(self, *faults: str) -> None: ...
+
+
 @dataclass(frozen=True, slots=True)
 class GptRequest:
     """One completion request as received (tests count retries and inspect bodies)."""
@@ -338,9 +342,19 @@ class GptEmulator:
 
 
 def build_app(
-    gpt: GptEmulator, iam: IamEmulator, stt: _ScriptableStt | None = None
+    gpt: GptEmulator,
+    iam: IamEmulator,
+    stt: _ScriptableStt | None = None,
+    tts: _Injectable | None = None,
 ) -> web.Application:
-    """GPT + IAM + admin routes on one aiohttp application."""
+    """GPT + IAM + admin routes on one aiohttp application.
+
+    Fault injection from another process (`voicebot bench --soak --faults`):
+    `POST /emulator/gpt/faults {"faults": ["429", "500", "hang", "malformed"]}`,
+    `POST /emulator/tts/faults {"faults": ["UNAVAILABLE", "hang", ...]}` (gRPC status
+    names) and `POST /emulator/stt/drop` (every open recognition stream fails on its
+    next message, as when a balancer resets the connection).
+    """
 
     async def gpt_script(request: web.Request) -> web.Response:
         body = await _json_object(request)
@@ -371,6 +385,25 @@ def build_app(
         stt.set_script([str(u) for u in utterances])
         return web.json_response({"ok": True, "utterances": len(utterances)})
 
+    async def tts_faults(request: web.Request) -> web.Response:
+        body = await _json_object(request)
+        faults = body.get("faults")
+        if not isinstance(faults, list):
+            return web.json_response({"error": "expected {faults: [...]}"}, status=400)
+        if tts is None:
+            return web.json_response({"error": "TTS is not available"}, status=503)
+        try:
+            tts.inject(*[str(f) for f in faults])
+        except ValueError as exc:
+            return web.json_response({"error": str(exc)}, status=400)
+        return web.json_response({"ok": True, "queued": len(faults)})
+
+    async def stt_drop(request: web.Request) -> web.Response:
+        drop = getattr(stt, "drop_streams", None)
+        if drop is None:
+            return web.json_response({"error": "this STT cannot drop streams"}, status=503)
+        return web.json_response({"ok": True, "dropped": drop()})
+
     async def healthz(_: web.Request) -> web.Response:
         return web.json_response({"ok": True, "emulator": True, "stt": stt is not None})
 
@@ -382,6 +415,8 @@ def build_app(
     app.router.add_post("/emulator/gpt/script", gpt_script)
     app.router.add_post("/emulator/gpt/faults", gpt_faults)
     app.router.add_post("/emulator/stt/script", stt_script)
+    app.router.add_post("/emulator/stt/drop", stt_drop)
+    app.router.add_post("/emulator/tts/faults", tts_faults)
     app.router.add_get("/emulator/healthz", healthz)
     return app
 

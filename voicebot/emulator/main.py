@@ -114,7 +114,7 @@ class Emulator:
             self._ports["tts"] = self._bind(self._tts_server, host, self.settings.tts_port)
             await self._tts_server.start()
 
-            app = build_app(self.gpt, self.iam, self.stt)
+            app = build_app(self.gpt, self.iam, self.stt, self.tts)
             self._runner = web.AppRunner(
                 app, access_log=None, handler_cancellation=True, shutdown_timeout=_STOP_GRACE_S
             )

@@ -31,6 +31,7 @@ from voicebot.clock import Clock
 from voicebot.config import EngineSettings
 from voicebot.engine.assembler import UtteranceAssembler
 from voicebot.engine.recovery import Action, Recovery
+from voicebot.ops import metrics
 from voicebot.providers.base import (
     ProviderError,
     RecognitionOptions,
@@ -184,11 +185,13 @@ class ContinuousRecognizer:
             if reason == "rotate":
                 self.rotations += 1
                 self._recovery.rotated()
+                metrics.stt_stream_event("rotation")
                 continue
             if reason == "closed":
                 return
             # The stream failed or ended on its own: reconnect and replay.
             self.reconnects += 1
+            metrics.stt_stream_event("reconnect")
             err = self._stream_failed or ProviderError("stream ended", code="ENDED", retriable=True)
             if not await self._recover(err):
                 return

@@ -41,6 +41,8 @@ from voicebot.engine.speaking import SpeechOutput
 from voicebot.engine.speculation import Speculator
 from voicebot.engine.summary import call_summary
 from voicebot.engine.turn import Turn
+from voicebot.ops.busy import farewell
+from voicebot.ops.logs import bind_turn
 from voicebot.providers.base import (
     ProviderError,
     RecognitionOptions,
@@ -222,6 +224,7 @@ class CallSession(SpeechOutput):
 
     async def _answer(self, turn: Turn, parts: AsyncIterator[ReplyPart]) -> None:
         """Dialogue text -> sentences -> synthesis -> transport, overlapped."""
+        bind_turn(turn.id)
         sentences: asyncio.Queue[str | None] = asyncio.Queue()
         speaker = asyncio.get_running_loop().create_task(self._speak(turn, sentences))
         splitter = SentenceSplitter()
@@ -346,6 +349,11 @@ class CallSession(SpeechOutput):
         self.events.counts["dtmf"] += 1
         # Digits are passed as text so a dialogue can use them ("1" = yes, etc.).
         self.feed_text(digit)
+
+    def say_goodbye(self, text: str, reason: str) -> None:
+        """Server drain: `text` as the last turn (replacing one in progress), then hang up."""
+        if self._ended is None:
+            self._start_turn(Turn(self._next_turn_id(), "shutdown"), farewell(text, reason))
 
     def end(self, reason: str = "caller_hangup") -> None:
         if self._ended is None:

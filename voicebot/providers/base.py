@@ -11,6 +11,8 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from typing import Literal, Protocol, runtime_checkable
 
+from voicebot.ops import metrics
+
 # --------------------------------------------------------------------------- errors
 
 
@@ -29,6 +31,9 @@ class ProviderError(Exception):
         self.code = code
         self.retriable = retriable
         self.provider = provider
+        # Counted where it is made: each one stands for one error answer (or timeout)
+        # of a provider, retried or not; local life-cycle codes are skipped there.
+        metrics.provider_error(provider, code)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.code}, {self.args[0]!r}, retriable={self.retriable})"

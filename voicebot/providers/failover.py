@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from voicebot.ops import metrics
 from voicebot.providers.base import RecognitionOptions, RecognitionStream, SpeechRecognizer
 
 log = logging.getLogger(__name__)
@@ -96,6 +97,7 @@ class FailoverRecognizer:
         sw = Switch(old, self.name, reason, time.monotonic())
         self.switches.append(sw)
         log.warning("STT failover: %s -> %s (%s)", old, self.name, reason)
+        metrics.stt_stream_event("failover")
         if self.on_switch is not None:
             self.on_switch(sw)
         return True

@@ -219,7 +219,7 @@ class AudioSocketCall(TelephonyCall):
             mask_number(info.caller_id),
             mask_number(info.called_id),
         )
-        if not self.host.has_capacity():
+        if not self.host.has_capacity(channel="audiosocket"):
             log.warning("%s: refusing the call: all slots busy", self.label)
             self.stats.end = "busy"
             self.writer.write(HANGUP_FRAME)
@@ -335,7 +335,12 @@ class AudioSocketServer(asyncio.AbstractServer):
 
 
 async def start_audiosocket(
-    host: CallHost, registry: CallRegistry, bind_host: str, port: int
+    host: CallHost,
+    registry: CallRegistry,
+    bind_host: str,
+    port: int,
+    *,
+    reuse_port: bool = False,
 ) -> AudioSocketServer:
     """Listen for Asterisk on `bind_host:port` (0: a free port); caller ids come from
     `registry` (the one the register route was mounted with)."""
@@ -356,5 +361,6 @@ async def start_audiosocket(
             if task is not None:
                 server._tasks.discard(task)
 
-    server._server = await asyncio.start_server(on_connect, bind_host, port)
+    # reuse_port: `serve --workers N` binds the same port in every worker.
+    server._server = await asyncio.start_server(on_connect, bind_host, port, reuse_port=reuse_port)
     return server

@@ -9,6 +9,7 @@ server.
 
 from __future__ import annotations
 
+import hmac
 import ipaddress
 import logging
 import time
@@ -97,6 +98,13 @@ def _trusted_peer(remote: str | None) -> bool:
     return ip.is_loopback or ip.is_private
 
 
+def _bearer_ok(request: web.Request, secret: str) -> bool:
+    """`Authorization: Bearer <secret>`, compared in constant time."""
+    auth = request.headers.get("Authorization", "")
+    offered = auth[7:].strip() if auth[:7].lower() == "bearer " else ""
+    return hmac.compare_digest(offered.encode(), secret.encode())
+
+
 def _clean_number(value: Any) -> str | None:
     if value is None or isinstance(value, (dict, list, bool)):
         return None
@@ -109,14 +117,28 @@ def add_register_route(
     registry: CallRegistry,
     *,
     trusted: Callable[[str | None], bool] = _trusted_peer,
+    secret: str = "",
 ) -> None:
     """Mount `POST /audiosocket/register`: {uuid, caller_id, did} as JSON or a form
-    (Asterisk's `CURL(url,post-data)` sends the latter)."""
+    (Asterisk's `CURL(url,post-data)` sends the latter).
+
+    Who may register: a loopback or private peer (the Asterisk box), never a request
+    relayed by a reverse proxy (one carrying `X-Forwarded-For`/`Forwarded`: behind
+    nginx every request comes from 127.0.0.1, so the peer alone proves nothing), and,
+    when `secret` is set (env VOICEBOT_AUDIOSOCKET_SECRET), only with
+    `Authorization: Bearer <secret>`. 403 otherwise.
+    """
 
     async def register(request: web.Request) -> web.Response:
         if not trusted(request.remote):
             log.warning("audiosocket register: refused peer %s", request.remote)
             raise web.HTTPForbidden(text="not allowed from this address")
+        if "X-Forwarded-For" in request.headers or "Forwarded" in request.headers:
+            log.warning("audiosocket register: refused a proxied request")
+            raise web.HTTPForbidden(text="not served through a proxy")
+        if secret and not _bearer_ok(request, secret):
+            log.warning("audiosocket register: refused: bad or missing secret")
+            raise web.HTTPForbidden(text="bad or missing secret")
         if request.content_length is not None and request.content_length > 4096:
             raise web.HTTPRequestEntityTooLarge(max_size=4096, actual_size=request.content_length)
         body: Mapping[str, Any]

@@ -18,12 +18,14 @@ import contextlib
 import json
 import logging
 import math
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from aiohttp import WSCloseCode, WSMsgType, web
 
+from voicebot.ops.limits import TokenBucket
 from voicebot.transports.base import AckPlayout, end_session, receive_before
 from voicebot.transports.errors import ProtocolError
 
@@ -83,6 +85,7 @@ class BrowserLimits:
     modes: tuple[str, ...] = ()  # dialogues a caller may pick with `start.mode`
     default_mode: str | None = None
     extra_capabilities: Mapping[str, Any] = field(default_factory=dict)
+    messages_per_s: float = 0.0  # per connection, burst twice that; 0: no limit
 
     @property
     def hard_message_bytes(self) -> int:
@@ -164,6 +167,9 @@ class BrowserCall:
         self.ws = ws
         self._new_session = new_session
         self._limits = limits
+        rate = limits.messages_per_s
+        # A flood of messages (audio or JSON) from one page must not starve the loop.
+        self._bucket = TokenBucket(rate, 2 * rate, time.monotonic) if rate > 0 else None
         self.transport: BrowserTransport | None = None
         self.session: BrowserSession | None = None
         self._run_task: asyncio.Task[None] | None = None
@@ -239,6 +245,10 @@ class BrowserCall:
                 # aiohttp has already closed (1009 for a message above the hard limit).
                 log.info("browser ws error: %s", msg.data)
                 return "caller_hangup"
+            if self._bucket is not None and not self._bucket.take():
+                await self._send_error("rate_limited", "Too many messages per second; closing.")
+                self._close_code, self._close_reason = CLOSE_POLICY, b"rate limited"
+                return "rate_limited"
             try:
                 if msg.type == WSMsgType.BINARY:
                     self._on_audio(msg.data)

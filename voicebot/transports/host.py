@@ -87,6 +87,8 @@ class CallHost(Protocol):
         """Free the call's slot. Idempotent."""
         ...
 
-    def has_capacity(self, pending: int = 0) -> bool:
-        """True while live calls plus `pending` not-yet-started ones are under the limit."""
+    def has_capacity(self, pending: int = 0, channel: str | None = None) -> bool:
+        """True while live calls plus `pending` not-yet-started ones are under the limit
+        (and, for a `channel`, under its own cap and outside the telephony reserve);
+        False while the process drains."""
         ...

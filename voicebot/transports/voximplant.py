@@ -422,7 +422,7 @@ def make_handler(
             raise web.HTTPUnauthorized(
                 text="bad or missing secret", headers={"WWW-Authenticate": "Bearer"}
             )
-        if not host.has_capacity():
+        if not host.has_capacity(channel="voximplant"):
             log.warning("voximplant: refusing a call: all slots busy")
             raise web.HTTPServiceUnavailable(text="busy", headers={"Retry-After": "1"})
         ws = web.WebSocketResponse(

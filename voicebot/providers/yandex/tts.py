@@ -30,6 +30,13 @@ log = logging.getLogger(__name__)
 MAX_CHARS = 250  # SpeechKit v3 limit per UtteranceSynthesis request
 _CALL_TIMEOUT_S = 30.0
 _SENTENCE_END = re.compile(r"(?<=[.!?…;])\s+")
+# A transient failure before the first byte is retried once at once: the caller would
+# otherwise lose the whole sentence (seen in `voicebot bench --soak --faults`).
+_RETRY_BEFORE_AUDIO = {
+    grpc.StatusCode.UNAVAILABLE,
+    grpc.StatusCode.INTERNAL,
+    grpc.StatusCode.ABORTED,
+}
 _RETRIABLE = {
     grpc.StatusCode.UNAVAILABLE,
     grpc.StatusCode.INTERNAL,
@@ -156,6 +163,9 @@ class YandexTTS:
                 if exc.code() == grpc.StatusCode.UNAUTHENTICATED and attempt == 0 and not yielded:
                     log.info("TTS: credentials refused, refreshing them and retrying once")
                     await self._auth.invalidate()
+                    continue
+                if exc.code() in _RETRY_BEFORE_AUDIO and attempt == 0 and not yielded:
+                    log.warning("TTS: %s before any audio; retrying once", exc.code().name)
                     continue
                 raise grpc_error(exc, "TTS synthesis failed") from None
             finally:

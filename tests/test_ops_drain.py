@@ -1,0 +1,136 @@
+"""SIGTERM drains `voicebot serve`: /readyz 503 at once, new calls refused on every
+channel, live calls finish (or hear the goodbye after `server.drain_timeout_s`), and
+the process exits 0 within drain_timeout_s + 5 s.
+
+Real processes and sockets: the server runs as a user runs it (offline, on its
+in-process emulator, the echo dialogue), and the test is its browser caller.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import time
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from tests.test_ops_workers import free_port, start_serve, write_config
+
+DRAIN_S = 4.0
+pytestmark = pytest.mark.slow
+
+
+async def wait_up(http: aiohttp.ClientSession, port: int) -> None:
+    for _ in range(300):
+        try:
+            async with http.get(f"http://127.0.0.1:{port}/readyz") as r:
+                if r.status == 200:
+                    return
+        except (aiohttp.ClientError, OSError):
+            pass
+        await asyncio.sleep(0.2)
+    raise AssertionError("server not ready")
+
+
+PLAYED: dict[int, float] = {}  # ws id -> ms of bot audio "played" (acked at once)
+
+
+async def next_event(ws: aiohttp.ClientWebSocketResponse, kind: str, **match: object) -> dict:
+    """The next event of `kind`; bot audio is acked as played at once, like a page."""
+    async with asyncio.timeout(30):
+        async for msg in ws:
+            if msg.type == aiohttp.WSMsgType.BINARY:
+                PLAYED[id(ws)] = PLAYED.get(id(ws), 0.0) + len(msg.data) / 32  # 16 kHz s16
+                await ws.send_json({"type": "playback", "played_ms": PLAYED[id(ws)]})
+            elif msg.type == aiohttp.WSMsgType.TEXT:
+                ev = json.loads(msg.data)
+                if ev["type"] == kind and all(ev.get(k) == v for k, v in match.items()):
+                    return ev
+    raise AssertionError(f"no {kind} {match}: closed {ws.close_code}")
+
+
+async def start_call(http: aiohttp.ClientSession, port: int) -> aiohttp.ClientWebSocketResponse:
+    ws = await http.ws_connect(f"ws://127.0.0.1:{port}/ws")
+    await ws.send_json({"type": "start", "sample_rate": 16000})
+    await next_event(ws, "turn", turn_id="t1")  # the greeting has played
+    return ws
+
+
+async def sigterm_and_check_refusals(proc: object, http: aiohttp.ClientSession, port: int) -> float:
+    proc.send_signal(signal.SIGTERM)  # type: ignore[attr-defined]
+    t0 = time.monotonic()
+    status = 200
+    for _ in range(50):
+        async with http.get(f"http://127.0.0.1:{port}/readyz") as r:
+            status = r.status
+            body = await r.json()
+        if status == 503:
+            break
+        await asyncio.sleep(0.02)
+    assert status == 503 and "draining" in body["reasons"]
+    assert time.monotonic() - t0 < 1.5  # "at once": the first polls already see it
+    # New calls are refused cleanly, on every channel.
+    async with http.ws_connect(f"ws://127.0.0.1:{port}/ws") as ws:
+        await ws.send_json({"type": "start", "sample_rate": 16000})
+        err = await next_event(ws, "error")
+        assert err["code"] == "server_busy"
+        await ws.receive()
+        assert ws.close_code == 1013
+    async with http.get(
+        f"http://127.0.0.1:{port}/voximplant", headers={"Authorization": "Bearer s3cret"}
+    ) as r:
+        assert r.status == 503
+    return t0
+
+
+async def test_sigterm_lets_a_live_call_finish_then_exits_0(tmp_path: Path) -> None:
+    port = free_port()
+    log = tmp_path / "serve.log"
+    proc = start_serve(write_config(tmp_path, port, drain_timeout_s=DRAIN_S), log)
+    try:
+        async with aiohttp.ClientSession() as http:
+            await wait_up(http, port)
+            ws = await start_call(http, port)
+            t0 = await sigterm_and_check_refusals(proc, http, port)
+            # The live call goes on during the drain, then ends normally.
+            await ws.send_json({"type": "text", "text": "Ещё один вопрос"})
+            await next_event(ws, "turn", turn_id="t2")
+            await ws.send_json({"type": "stop"})
+            done = await next_event(ws, "done")
+            assert done["summary"]["reason"] == "caller_hangup"
+            await ws.close()
+        code = await asyncio.to_thread(proc.wait, DRAIN_S + 5)
+        assert code == 0
+        # Nobody was left: the process did not wait out the drain timeout.
+        assert time.monotonic() - t0 < DRAIN_S + 5
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    text = log.read_text()
+    assert "Traceback" not in text, text[-3000:]
+
+
+async def test_a_call_still_up_at_the_drain_timeout_hears_goodbye(tmp_path: Path) -> None:
+    port = free_port()
+    log = tmp_path / "serve.log"
+    proc = start_serve(write_config(tmp_path, port, drain_timeout_s=DRAIN_S), log)
+    try:
+        async with aiohttp.ClientSession() as http:
+            await wait_up(http, port)
+            ws = await start_call(http, port)
+            t0 = await sigterm_and_check_refusals(proc, http, port)
+            said = await next_event(ws, "bot_text", final=True)
+            assert "завершить" in said["text"]  # server.goodbye_message
+            assert time.monotonic() - t0 >= DRAIN_S - 0.5
+            done = await next_event(ws, "done")
+            assert done["summary"]["reason"] == "bot_hangup:server_shutdown"
+            await ws.close()
+        code = await asyncio.to_thread(proc.wait, DRAIN_S + 5)
+        assert code == 0
+        assert time.monotonic() - t0 <= DRAIN_S + 5
+    finally:
+        if proc.poll() is None:
+            proc.kill()
