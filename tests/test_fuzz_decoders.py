@@ -200,3 +200,18 @@ def test_dialogue_yaml_loads_or_raises_value_error(text: str) -> None:
         if line.silence_ms is not None:
             assert line.silence_ms >= 0
     _ = Any
+
+
+@FUZZ
+@given(st.integers(0, 2**40), st.integers(0, 2**40), st.integers(0, 2**40), st.binary(max_size=700))
+def test_media_frames_are_formatted_exactly_as_json_would(
+    seq: int, chunk: int, ts: int, payload: bytes
+) -> None:
+    """The outbound media frame skips json.dumps (hot path); it must be the same text."""
+    from voicebot.transports.voximplant_wire import MediaOut, encode_outbound
+
+    media = {"chunk": chunk, "timestamp": ts, "payload": base64.b64encode(payload).decode()}
+    want = json.dumps(
+        {"event": "media", "sequenceNumber": seq, "media": media}, separators=(",", ":")
+    )
+    assert encode_outbound(MediaOut(seq, chunk, ts, payload)) == want

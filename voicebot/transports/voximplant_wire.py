@@ -296,20 +296,25 @@ class ControlOut:
 OutboundMessage = StartOut | MediaOut | StopOut | ControlOut
 
 
+_MEDIA_OUT = (
+    '{"event":"media","sequenceNumber":%d,"media":{"chunk":%d,"timestamp":%d,"payload":"%s"}}'
+)
+
+
 def encode_outbound(msg: OutboundMessage) -> str:
     """One outbound message as the compact JSON text frame Voximplant expects."""
     obj: dict[str, Any]
     if isinstance(msg, MediaOut):
-        obj = {
-            "event": "media",
-            "sequenceNumber": msg.seq,
-            "media": {
-                "chunk": msg.chunk,
-                "timestamp": msg.timestamp,
-                "payload": base64.b64encode(msg.payload).decode("ascii"),
-            },
-        }
-    elif isinstance(msg, StartOut):
+        # The hot path (every 20 ms of every call while the bot talks): integers and
+        # base64 need no JSON escaping, so the frame is formatted directly, byte for
+        # byte what json.dumps(obj, separators=(",", ":")) gives (a fuzz test checks).
+        return _MEDIA_OUT % (
+            msg.seq,
+            msg.chunk,
+            msg.timestamp,
+            binascii.b2a_base64(msg.payload, newline=False).decode("ascii"),
+        )
+    if isinstance(msg, StartOut):
         fmt = {"encoding": msg.encoding.name, "sampleRate": msg.encoding.sample_rate}
         obj = {"event": "start", "sequenceNumber": msg.seq, "start": {"mediaFormat": fmt}}
     elif isinstance(msg, StopOut):
