@@ -25,7 +25,7 @@ from booking.catalog import Catalog
 from booking.extract import Expecting, Extraction, extract
 from booking.extract.phone import normalize_phone
 from booking.faq import FREE_QUESTION, FaqSettings, FreeQuestions, is_free_question
-from booking.llm import LlmExtractor, llm_summary
+from booking.llm import LlmExtractor, llm_summary, only_new_slots
 from booking.machine import BookingMachine
 from booking.metrics import OutboxDepth
 from booking.models import Booking, CallRecord, NewBooking
@@ -44,7 +44,6 @@ from booking.speculative import (
     needs_model,
     sandbox,
 )
-from booking.state import Slots
 from booking.store.base import BookingStore, open_store
 from booking.summary import template_summary, transcript_text
 from voicebot.clock import Clock, RealClock
@@ -292,7 +291,7 @@ class BookingDialogue:
                     det = replace(det, unplaced=(), date=got.date or det.date, time=got.time)
                     got = replace(got, date=None, time=None)
                 if det.resolved:
-                    got = _only_new_slots(got, st.slots)
+                    got = only_new_slots(got, st.slots)
                 ex = det.merged_with(got)
         self.turn_log.append(
             {
@@ -473,19 +472,6 @@ class BookingDialogue:
         except Exception:
             log.exception("could not store the call record %s", self.ctx.session_id)
         return result
-
-
-def _only_new_slots(got: Extraction, slots: Slots) -> Extraction:
-    """When the parser understood the turn, the model may only fill slots still empty:
-    it must not overwrite what the caller already settled (hallucination guard)."""
-    return Extraction(
-        service=got.service if slots.service is None else None,
-        master=got.master if slots.master_request is None else None,
-        date=got.date if slots.date is None else None,
-        time=got.time if slots.time is None else None,
-        name=got.name if slots.name is None else None,
-        phone=got.phone if slots.phone is None else None,
-    )
 
 
 def build_provider(domain: Mapping[str, Any], options: Mapping[str, Any]) -> BookingProvider:

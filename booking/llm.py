@@ -19,6 +19,7 @@ from booking.extract.names import find_name
 from booking.extract.phone import normalize_phone
 from booking.extract.services import find_master
 from booking.replies import PROMPTS_DIR, WEEKDAYS_ACC
+from booking.state import Slots
 from voicebot.providers.base import ChatMessage, GenerationOptions, LanguageModel, ProviderError
 
 log = logging.getLogger(__name__)
@@ -186,3 +187,16 @@ async def llm_summary(
         return None
     text = c.text.strip()
     return text or None
+
+
+def only_new_slots(got: Extraction, slots: Slots) -> Extraction:
+    """When the parser understood the turn, the model may only fill slots still empty:
+    it must not overwrite what the caller already settled (hallucination guard)."""
+    return Extraction(
+        service=got.service if slots.service is None else None,
+        master=got.master if slots.master_request is None else None,
+        date=got.date if slots.date is None else None,
+        time=got.time if slots.time is None else None,
+        name=got.name if slots.name is None else None,
+        phone=got.phone if slots.phone is None else None,
+    )

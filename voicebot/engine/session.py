@@ -50,6 +50,7 @@ from voicebot.providers.base import (
     SpeechSynthesizer,
     SynthesisOptions,
 )
+from voicebot.tasks import cancel_and_wait
 from voicebot.transports.base import CallTransport
 
 log = logging.getLogger(__name__)
@@ -265,15 +266,15 @@ class CallSession(SpeechOutput):
                     speculation=turn.speculation,
                 )
         except asyncio.CancelledError:
-            await _cancel(speaker)
+            await cancel_and_wait(speaker)
             raise
         except ProviderError as e:
-            await _cancel(speaker)
+            await cancel_and_wait(speaker)
             log.warning("turn %s failed: %r", turn.id, e)
             await self.events.emit("error", code=e.code, message="the reply could not be produced")
         except Exception:
             # A bug in a dialogue must cost one answer, not the call.
-            await _cancel(speaker)
+            await cancel_and_wait(speaker)
             log.exception("turn %s crashed", turn.id)
             await self.events.emit(
                 "error", code="INTERNAL", message="the reply could not be produced"
@@ -495,9 +496,3 @@ class CallSession(SpeechOutput):
         self._background.discard(task)
         if not task.cancelled() and (exc := task.exception()) is not None:
             log.debug("background task failed: %r", exc)  # e.g. clear() on a closed socket
-
-
-async def _cancel(task: asyncio.Task[Any]) -> None:
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError, Exception):
-        await task
