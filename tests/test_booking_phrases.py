@@ -78,6 +78,9 @@ def test_two_different_times_are_asked(phrase: str, options: tuple[time, ...]) -
         ("с 3 до 5", ("3", "5")),
         ("не раньше шести", ("шести",)),
         ("в пятом часу", ("пятом",)),
+        ("на выходных", ("выходных",)),
+        ("в конце недели", ("недели",)),
+        ("сегодня-завтра", ("сегодня-завтра",)),
     ],
 )
 def test_words_it_cannot_place_are_reported(phrase: str, unplaced: tuple[str, ...]) -> None:

@@ -76,13 +76,20 @@ def _future_day_of_month(today: date, day: int, month: int | None) -> date | Non
         if month is not None:
             d = date(today.year, month, day)
             return d if d >= today else date(today.year + 1, month, day)
-        d = date(today.year, today.month, day)
-        if d >= today:
-            return d
-        m = today.month % 12 + 1
-        return date(today.year + (today.month == 12), m, day)
     except ValueError:
         return None
+    # No month said: this month if the day is still ahead, else the next month that
+    # has that day («31-го» on 23 November is 31 December).
+    y, m = today.year, today.month
+    for _ in range(3):
+        try:
+            d = date(y, m, day)
+        except ValueError:
+            d = None
+        if d is not None and d >= today:
+            return d
+        y, m = (y + 1, 1) if m == 12 else (y, m + 1)
+    return None
 
 
 def _week_mode(s: Scan) -> str | None:
@@ -131,13 +138,19 @@ def _weekday(s: Scan, i: int, wd: int, today: date, week: str | None) -> DateMen
 
 
 def _after_n(s: Scan, i: int, today: date) -> DateMention | None:
-    """«через 3 дня», «через неделю», «через две недели», «через день»."""
+    """«через 3 дня», «через неделю», «через две недели», «через день», «через месяц»."""
     j, n = i + 1, 1
     item = s.num(j)
     if item is not None and not item.ordinal:
         n, j = item.value, item.last + 1
     elif s.norm(j) in {"пару", "пара"}:
         n, j = 2, j + 1
+    if lemma(s.norm(j)) == "месяц" and n == 1:
+        d = _future_day_of_month(today.replace(day=1), today.day, today.month % 12 + 1)
+        if d is None:
+            return None
+        s.claim(i, j)
+        return DateMention(d, i, j, s.negated(i))
     unit = _DAY_UNITS.get(lemma(s.norm(j)))
     if unit is None:
         return None
@@ -149,8 +162,8 @@ def _after_n(s: Scan, i: int, today: date) -> DateMention | None:
 
 def _day_form(s: Scan, last: int) -> bool:
     """Whether an ordinal without a month is said as a day: «пятого», «на десятое»,
-    «3-е», «10-го»; not «первый» / «второй» (a pick among options) or «2-й»."""
-    return s.norm(last).endswith(("ого", "его", "ое", "ее", "го", "е"))
+    «3-е», «10-го», «к 5-му»; not «первый» / «второй» (a pick among options) or «2-й»."""
+    return s.norm(last).endswith(("ого", "его", "ое", "ее", "го", "е", "му"))
 
 
 def _day_of_month(s: Scan, i: int, today: date) -> DateMention | None:
@@ -217,10 +230,16 @@ def find_dates(s: Scan, today: date) -> list[DateMention]:
     return out
 
 
+# Words about the day that name no single date («на выходных», «в конце недели»).
+VAGUE_DAY = {"выходные", "выходных", "выходной", "будни", "будний", "будням", "месяце"}
+VAGUE_DAY |= {"неделе", "недели", "пн", "вт", "ср", "чт", "пт", "сб", "вс"}
+
+
 def unplaced_date_words(s: Scan) -> list[str]:
-    """Month names and weekday words no date used («в декабре» with no day)."""
+    """Month names, weekday words and vague day words no date used («в декабре»,
+    «на выходных»): the dialogue asks for the day rather than skip them."""
     return [
         t.text
         for i, t in enumerate(s.toks)
-        if s.free(i) and (month_of(t.norm) or t.norm in WEEKDAY_OF)
+        if s.free(i) and (month_of(t.norm) or t.norm in WEEKDAY_OF or t.norm in VAGUE_DAY)
     ]

@@ -27,6 +27,7 @@ TIME_PREPS = {
     "районе",
 }
 NEGATORS = {"не"}
+_DAY_WORDS = {"сегодня", "завтра", "послезавтра"}  # «сегодня-завтра» is two days
 
 
 @dataclass
@@ -47,7 +48,9 @@ class Scan:
         for t in tokenize(text):
             parts = t.norm.split("-")
             if len(parts) > 1 and all(
-                word_value(p) is not None or p.startswith("пол") for p in parts if p
+                word_value(p) is not None or p.startswith("пол") or p in _DAY_WORDS
+                for p in parts
+                if p
             ):
                 at = t.start
                 for p in parts:

@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date, datetime, time
 
-from booking.extract.dates import find_dates, unplaced_date_words
+from booking.extract.dates import VAGUE_DAY, find_dates, unplaced_date_words
 from booking.extract.scan import Scan
 from booking.extract.times import (
     ClockTime,
@@ -119,6 +119,8 @@ def parse_when(
         if i not in s.used and s.toks[i].norm not in _NOT_SLOT_WORDS
     ]
     day_words = [*unplaced_date_words(s), *s.unplaced, *unsure]
+    if d is not None:  # «в субботу на выходных»: the vague words agree with the date
+        day_words = [w for w in day_words if w.casefold() not in VAGUE_DAY]
     part = None if (t or options) else parse_part_of_day(text)
     only_date = bool(day_words) and not numbers
     return When(d, t, options, after, part, tuple(numbers + day_words), only_date)
