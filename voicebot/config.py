@@ -189,6 +189,10 @@ class VoximplantSettings:
     secret: str = field(default="", repr=False)
     max_lead_ms: int = 2000
     encoding: str = "ULAW"
+    # Bot audio per media message (ms). Voximplant accepts any length and replays it
+    # in 20 ms frames itself; config.yaml's 100 ms sends a fifth of the messages (JSON
+    # + base64 + WebSocket frame + pacing wake-up each) for the same audio.
+    chunk_ms: int = 20
 
 
 @dataclass

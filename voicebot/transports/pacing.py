@@ -47,11 +47,12 @@ class PacedSender:
         pad: bool = False,
         on_sent: Callable[[int], None] | None = None,
         name: str = "paced-sender",
+        frame_ms: float = g711.FRAME_MS,
     ) -> None:
         self._write = write
         self._clock = clock
         self.sample_rate = sample_rate
-        self.frame_bytes = g711.pcm_bytes(sample_rate)
+        self.frame_bytes = g711.pcm_bytes(sample_rate, frame_ms)
         self.max_lead_ms = float(max_lead_ms)
         self.max_catchup_ms = float(max_catchup_ms)
         self._pad = pad

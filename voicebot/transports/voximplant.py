@@ -102,8 +102,9 @@ class VoxPlayout:
 class VoximplantTransport(PacedOutput):
     """CallTransport over one Voximplant media WebSocket.
 
-    Bot audio is cut into 20 ms frames and sent as soon as the lead over real time
-    allows (`max_lead_ms`; Voximplant drops anything more than 10 s ahead).
+    Bot audio is cut into `chunk_ms` messages (Voximplant accepts any length and
+    replays 20 ms frames itself) and sent as soon as the lead over real time allows
+    (`max_lead_ms`; Voximplant drops anything more than 10 s ahead).
     `send_text` writes one text frame; `close` closes the socket.
     """
 
@@ -115,6 +116,7 @@ class VoximplantTransport(PacedOutput):
         *,
         clock: Clock | None = None,
         max_lead_ms: float = 2000.0,
+        chunk_ms: float = 20.0,
     ) -> None:
         clock = clock or RealClock()
         self._send_text = send_text
@@ -130,6 +132,7 @@ class VoximplantTransport(PacedOutput):
             max_lead_ms=max_lead_ms,
             on_sent=self._on_sent,
             name="voximplant-sender",
+            frame_ms=chunk_ms,
         )
         self.playout = VoxPlayout(self.pacer)
         self.clears = 0
@@ -336,6 +339,7 @@ class VoximplantCall(TelephonyCall):
             out,
             max_lead_ms=self.settings.max_lead_ms,
             clock=self.host.clock,
+            chunk_ms=self.settings.chunk_ms,
         )
         params = call_parameters(event.custom, self.query)
         log.info(
