@@ -108,7 +108,32 @@ def main() -> int:
             f" {ms:>10.2f}"
         )
     numbers_in_words()
+    extract_latency()
     return 0
+
+
+def extract_latency(rounds: int = 3) -> None:
+    """booking.extract.extract on a whole first utterance built around each phrase
+    (service, the phrase, a name, a phone): median and p99 in ms."""
+    import statistics
+
+    from booking.catalog import Catalog
+    from booking.extract import extract
+
+    catalog = Catalog.from_config(None)
+    extract("прогрев завтра в 5", catalog, NOW.date(), now=NOW)
+    times: list[float] = []
+    for _ in range(rounds):
+        for p, _, _ in PHRASES:
+            text = f"Хочу подстричься {p}, меня зовут Анна, телефон 8 916 123-45-67"
+            t0 = clock.perf_counter()
+            extract(text, catalog, NOW.date(), now=NOW)
+            times.append((clock.perf_counter() - t0) * 1000)
+    times.sort()
+    print(
+        f"\nextract() on a whole utterance, {len(times)} runs: median "
+        f"{statistics.median(times):.2f} ms, p99 {times[int(len(times) * 0.99)]:.2f} ms"
+    )
 
 
 def numbers_in_words() -> None:
