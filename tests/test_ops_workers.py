@@ -20,6 +20,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 import yaml
+from prometheus_client.parser import text_string_to_metric_families
 
 from voicebot.config import load_config
 from voicebot.ops.workers import store_problem
@@ -154,7 +155,8 @@ async def test_two_workers_answer_calls_on_one_port_and_a_dead_one_comes_back(
 ) -> None:
     port = free_port()
     log = tmp_path / "serve.log"
-    proc = start_serve(write_config(tmp_path, port), log, "--workers", "2")
+    env = {"VOICEBOT_METRICS_TOKEN": "tok"}
+    proc = start_serve(write_config(tmp_path, port), log, "--workers", "2", env_extra=env)
     try:
         async with aiohttp.ClientSession() as http:
             pids = await health_pids(http, port, 2, within=90)
@@ -162,6 +164,20 @@ async def test_two_workers_answer_calls_on_one_port_and_a_dead_one_comes_back(
             sids = [await one_call(http, port) for _ in range(12)]
             served = call_pids(log, sids)
             assert served <= pids and len(served) == 2, (served, pids)
+            # Whichever worker answers a scrape, it reports every worker's calls.
+            for _ in range(4):
+                async with http.get(
+                    f"http://127.0.0.1:{port}/metrics",
+                    headers={"Authorization": "Bearer tok", "Connection": "close"},
+                ) as r:
+                    text = await r.text()
+                fams = {f.name: f for f in text_string_to_metric_families(text)}
+                calls = {
+                    s.labels["channel"]: s.value
+                    for s in fams["voicebot_calls"].samples
+                    if s.name == "voicebot_calls_total"
+                }
+                assert calls == {"browser": 12.0}, calls
             # A worker dies: the supervisor starts another on the same port.
             victim = min(pids)
             os.kill(victim, signal.SIGKILL)
