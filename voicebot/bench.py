@@ -276,15 +276,19 @@ class Bench:
         """`--dialogue chat`: queue the emulator's GPT answers for a step."""
         if self.args.dialogue != "chat":
             return
-        body = json.dumps({"replies": [CHAT_REPLY] * (calls * CHAT_REPLIES_PER_CALL)})
-        req = urllib.request.Request(
-            f"{self.endpoints['http']}/emulator/gpt/script",
-            data=body.encode(),
-            method="POST",
-            headers={"Content-Type": "application/json"},
-        )
-        with urllib.request.urlopen(req, timeout=30) as r:
-            r.read()
+        left = calls * CHAT_REPLIES_PER_CALL
+        while left > 0:  # in batches: the admin route takes bodies up to 1 MB
+            n = min(left, 500)
+            left -= n
+            body = json.dumps({"replies": [CHAT_REPLY] * n}, ensure_ascii=False)
+            req = urllib.request.Request(
+                f"{self.endpoints['http']}/emulator/gpt/script",
+                data=body.encode(),
+                method="POST",
+                headers={"Content-Type": "application/json"},
+            )
+            with urllib.request.urlopen(req, timeout=30) as r:
+                r.read()
 
     def _server_config(self, http_port: int, as_port: int) -> Path:
         raw = yaml.safe_load(self.setup.config.read_text(encoding="utf-8"))
