@@ -472,7 +472,7 @@ def summarize(
         "dialogue": dialogue,
         "v2v_split_ms": v2v_split(utter),
         "speculation": speculation_report(utter, speculation or {}),
-        "targets": targets(utter, dialogue),
+        "targets": targets(utter, dialogue, PROVIDER_LATENCIES),
         "duration_s": round(wall, 2),
         "cpu_s_per_s": round(cpu_s_per_s, 3),
         "cpu_pct_per_call": round(cpu_s_per_s * 100 / calls, 3),

@@ -85,6 +85,8 @@ def _stages(results: list[dict[str, Any]]) -> list[str]:
             if t
             else "–"
         )
+        if t.get("engine_p50_ms") is not None:
+            target += f" (engine p50 {t['engine_p50_ms']:.0f})"
         out.append(
             f"| {r.get('dialogue', 'booking')} | {r['calls']} | {_p(v['total'])} "
             f"| {_p(v['eou_wait'])} | {_p(v['llm_first_sentence'])} "

@@ -13,6 +13,7 @@ from typing import Any
 # `--dialogue chat`: the emulator's GPT answers every caller line with this (scripted,
 # so the first sentence is a fixed 2 tokens: TTFT + 1/rate, then the rest streams).
 CHAT_REPLY = "Хороший вопрос. Сейчас расскажу подробнее, а потом спрошу, что вам удобнее."
+CHAT_FIRST_SENTENCE_TOKENS = 2  # «Хороший вопрос.» in the emulator's word-ish tokens
 CHAT_REPLIES_PER_CALL = 40  # scripted per call and step (a call says ~6 lines per 70 s)
 # The issue's targets (docs/benchmarks.md): a deterministic turn within EOU + 60 ms,
 # a chat turn within EOU + GPT first sentence + TTS first byte + 30 ms (p50).
@@ -62,27 +63,35 @@ def speculation_report(utter: list[dict[str, Any]], totals: dict[str, int]) -> d
     }
 
 
-def targets(utter: list[dict[str, Any]], dialogue: str) -> dict[str, Any]:
-    """The issue's p50 targets from the server's stage records."""
+def targets(
+    utter: list[dict[str, Any]], dialogue: str, providers: dict[str, float] | None = None
+) -> dict[str, Any]:
+    """The issue's p50 targets against the emulator's fixed provider latencies.
+
+    Deterministic turns: p50 ≤ EOU pause + 60 ms. Chat turns: p50 ≤ EOU pause + GPT time
+    to the first sentence (TTFT + the rest of its tokens at the fixed rate) + TTS first
+    byte + 30 ms. `engine_p50_ms` is the engine's own share per turn (total minus the
+    three provider stages as measured), which stays meaningful when the providers
+    themselves are slower than their fixed values (a CPU-starved emulator)."""
     split = v2v_split(utter)
     p50 = {k: v["p50"] for k, v in split.items()}
     if p50["total"] is None:
         return {}
-    eou = EOU_PAUSE_MS
+    pl = providers or {}
+    eou = float(pl.get("eou_pause_ms", EOU_PAUSE_MS))
     if dialogue == "chat":
-        budget = (
-            (p50["eou_wait"] or 0)
-            + (p50["llm_first_sentence"] or 0)
-            + (p50["tts_first_byte"] or 0)
-            + TARGET_CHAT_ENGINE_MS
-        )
-        what = "p50 <= EOU wait + GPT first sentence + TTS first byte + 30 ms (p50s)"
+        first_sentence = float(pl.get("gpt_ttft_ms", 300)) + (
+            CHAT_FIRST_SENTENCE_TOKENS - 1
+        ) * 1000 / float(pl.get("gpt_tokens_per_s", 60))
+        budget = eou + first_sentence + float(pl.get("tts_ttfb_ms", 120)) + TARGET_CHAT_ENGINE_MS
+        rule = "p50 <= EOU + GPT first sentence + TTS first byte (fixed) + 30 ms"
     else:
         budget = eou + TARGET_DET_OVER_EOU_MS
-        what = f"p50 <= EOU pause {eou:.0f} + {TARGET_DET_OVER_EOU_MS:.0f} ms"
+        rule = f"p50 <= EOU pause {eou:.0f} + {TARGET_DET_OVER_EOU_MS:.0f} ms"
     return {
         "p50_ms": p50["total"],
         "budget_ms": round(budget, 1),
         "ok": p50["total"] <= budget,
-        "rule": what,
+        "rule": rule,
+        "engine_p50_ms": p50["engine"],
     }
