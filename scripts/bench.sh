@@ -6,8 +6,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
 D=${1:-30}
-OUT=$(mktemp -d)
-trap 'rm -rf "$OUT"' EXIT
+# BENCH_OUT=DIR keeps every point's JSON there (e.g. to re-render the report).
+if [ -n "${BENCH_OUT:-}" ]; then OUT=$BENCH_OUT; mkdir -p "$OUT"; else
+  OUT=$(mktemp -d); trap 'rm -rf "$OUT"' EXIT; fi
 run() { local name=$1; shift; "$PY" -m voicebot.cli bench "$@" --duration "$D" --json >"$OUT/$name.json"; }
 run ws-1 --calls 1
 run ws-100 --calls 100
