@@ -44,6 +44,7 @@ from booking.speculative import (
     needs_model,
     sandbox,
 )
+from booking.state import Phase
 from booking.store.base import BookingStore, open_store
 from booking.summary import template_summary, transcript_text
 from voicebot.clock import Clock, RealClock
@@ -247,6 +248,7 @@ class BookingDialogue:
         self.turn_latency_ms: list[float] = []
         self.errors: list[str] = []
         self._history: list[ChatMessage] = []
+        self._readback_unheard = False  # the caller did not hear the read-back out
         self._lock = asyncio.Lock()
         self.faq = FreeQuestions(provider.catalog, provider.faq, ctx.llm, provider.use_llm)
         self._question: str | None = None  # a free question heard in this turn
@@ -339,12 +341,37 @@ class BookingDialogue:
         async for part in self._emit(parts):
             yield part
 
+    def on_unheard(self, said: str, heard: str) -> None:
+        """The engine reports that only `heard` of the reply `said` was played (the
+        caller interrupted it, or it was cancelled unheard). The model's history keeps
+        what was heard; a read-back that was not heard out cannot be confirmed."""
+        for i in range(len(self._history) - 1, -1, -1):
+            msg = self._history[i]
+            if msg.role == "assistant" and msg.text == said:
+                if heard:
+                    self._history[i] = ChatMessage("assistant", heard)
+                else:
+                    del self._history[i]
+                break
+        st = self.machine.state
+        if st.phase == Phase.CONFIRMING and st.last_prompt and st.last_prompt not in heard:
+            self._readback_unheard = True
+
     async def reply(self, text: str) -> AsyncIterator[ReplyPart]:
         async with self._lock:
             self._question = None
             history_before = len(self.machine.state.history)
             mark = self.audit.mark()
-            parts = await self.machine.reply(text)
+            st = self.machine.state
+            if self._readback_unheard and st.phase == Phase.CONFIRMING and st.last_prompt:
+                # A "да" to a read-back the caller never heard out confirms nothing:
+                # read it again first.
+                self._readback_unheard = False
+                self.turn_log.append({"text": text, "readback_unheard": True})
+                parts: Sequence[ReplyPart] = [st.last_prompt]
+            else:
+                self._readback_unheard = False
+                parts = await self.machine.reply(text)
             self.audit.record("reply", text, mark, parts)
             question = self._question
             self.last_decision = (

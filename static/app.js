@@ -240,9 +240,17 @@ function onBotText(ev) {
     state.botTurns.set(ev.turn_id, li);
   }
   const bubble = li.querySelector(".bubble");
+  if (ev.final && ev.cancelled) {
+    // Cancelled before any of it played: the caller never heard it.
+    li.remove();
+    state.botTurns.delete(ev.turn_id);
+    return;
+  }
   if (ev.final) {
+    // The final text is what was actually played (cut where an interruption stopped it).
     bubble.textContent = ev.text || bubble.textContent;
     li.classList.remove("streaming");
+    if (ev.interrupted) li.classList.add("interrupted");
     li.dataset.final = "true";
   } else {
     bubble.textContent += ev.text || "";

@@ -31,7 +31,15 @@ def script(*lines: str | dict[str, Any], echo: bool = False, rate: int = 16000) 
         if isinstance(ln, str):
             parsed.append(CallerLine(say=ln))
         elif "say" in ln:
-            parsed.append(CallerLine(say=ln["say"], barge_in_after_ms=ln.get("barge_in_after_ms")))
+            parsed.append(
+                CallerLine(
+                    say=ln["say"],
+                    barge_in_after_ms=ln.get("barge_in_after_ms"),
+                    after_ms=ln.get("after_ms"),
+                    then_pause_ms=ln.get("then_pause_ms", 0),
+                    say_more=ln.get("say_more"),
+                )
+            )
         else:
             parsed.append(CallerLine(silence_ms=ln["silence_ms"]))
     return DialogueScript(now=None, lines=parsed, echo=echo, sample_rate=rate)

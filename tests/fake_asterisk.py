@@ -49,9 +49,13 @@ class Received:
 
 
 class FakeAsterisk:
-    def __init__(self, host: str, port: int, call_uuid: str | None = None) -> None:
+    def __init__(
+        self, host: str, port: int, call_uuid: str | None = None, *, kind: int = 0x10
+    ) -> None:
         self.host = host
         self.port = port
+        self.kind = kind  # 0x10 = 8 kHz slin; 0x12 = 16 kHz (recent Asterisk)
+        self.frame = {0x10: 320, 0x12: 640}[kind]
         self.uuid = call_uuid or str(uuidlib.uuid4())
         self.got = Received()
         self.reader: asyncio.StreamReader | None = None
@@ -89,6 +93,9 @@ class FakeAsterisk:
         self._task = asyncio.create_task(self._read())
         if send_uuid:
             await self.send(frame(0x01, uuidlib.UUID(self.uuid).bytes))
+            # Asterisk streams the line's audio from the first moment: its first frame
+            # tells the server the line's rate.
+            await self.audio(bytes(self.frame))
 
     async def __aenter__(self) -> FakeAsterisk:
         await self.connect()
@@ -103,14 +110,15 @@ class FakeAsterisk:
         await self.writer.drain()
 
     async def audio(self, pcm: bytes) -> None:
-        await self.send(frame(0x10, pcm))
+        await self.send(frame(self.kind, pcm))
         self.last_sent_at = time.monotonic()
 
     async def stream(self, pcm: bytes, *, realtime: bool = True) -> None:
         t0 = time.monotonic()
-        for i, off in enumerate(range(0, len(pcm), FRAME)):
-            chunk = pcm[off : off + FRAME]
-            chunk += bytes(FRAME - len(chunk))
+        size = self.frame
+        for i, off in enumerate(range(0, len(pcm), size)):
+            chunk = pcm[off : off + size]
+            chunk += bytes(size - len(chunk))
             if realtime:
                 delay = t0 + i * FRAME_S - time.monotonic()
                 if delay > 0:
@@ -141,8 +149,8 @@ class FakeAsterisk:
                 kind, length = struct.unpack(">BH", header)
                 payload = await self.reader.readexactly(length)
                 now = time.monotonic()
-                if kind == 0x10:
-                    if length != FRAME:
+                if kind == self.kind:
+                    if length != self.frame:
                         self.got.violations.append(f"audio frame of {length} bytes")
                     self.got.frames.append((now, payload))
                 elif kind == 0x00:

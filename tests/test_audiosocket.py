@@ -30,6 +30,13 @@ from voicebot.transports.audiosocket import (
     start_audiosocket,
 )
 from voicebot.transports.audiosocket_register import CallRegistry, add_register_route
+from voicebot.transports.audiosocket_wire import (
+    AUDIO_KINDS,
+    AudioMessage,
+    ProtocolError,
+    decode_message,
+    frame_bytes,
+)
 
 GOLDEN = json.loads((Path(__file__).parent / "golden/telephony/audiosocket.json").read_text())
 WAIT = 10.0
@@ -120,7 +127,7 @@ async def test_golden_frames(env: Env, case: dict[str, Any]) -> None:
     (session,) = env.runtime.sessions
     assert bytes(session.audio) == runs_to_pcm(exp["pcm"])
     assert session.dtmf == exp["dtmf"]
-    assert session.transport.sample_rate == 8000
+    assert session.transport.sample_rate == exp.get("sample_rate", 8000)
     assert session.kwargs["channel"] == "audiosocket"
     assert session.kwargs["metadata"] == {"uuid": GOLDEN["uuid"]}
     assert session.ended == "caller_hangup"
@@ -152,7 +159,7 @@ async def test_bad_call_does_not_disturb_a_parallel_good_one(env: Env) -> None:
     await good.aclose()
     calls = await env.finished(5)
     by_caller = {s.kwargs["caller_id"]: s for s in env.runtime.sessions}
-    assert bytes(by_caller["+79160000001"].audio) == speech
+    assert bytes(by_caller["+79160000001"].audio) == bytes(320) + speech  # first frame: silence
     ends = sorted(c.stats.end for c in calls)
     assert ends == ["hangup", "protocol", "protocol", "protocol", "protocol"]
 
@@ -470,8 +477,10 @@ BOOKING_LINES = [
 ]
 
 
-async def test_e2e_booking_call_over_audiosocket(tmp_path: Path) -> None:
-    """Asterisk's side of a whole booking call, at 8 kHz, through the real engine."""
+@pytest.mark.parametrize(("kind", "rate"), [(0x10, 8000), (0x12, 16000)], ids=["slin", "slin16"])
+async def test_e2e_booking_call_over_audiosocket(tmp_path: Path, kind: int, rate: int) -> None:
+    """Asterisk's side of a whole booking call through the real engine: at 8 kHz
+    (0x10), and on a wideband line (0x12, slin16), where the call runs at 16 kHz."""
     from tests.emulator_fixtures import fast_settings
     from voicebot.config import load_config
     from voicebot.runtime import Runtime
@@ -479,7 +488,7 @@ async def test_e2e_booking_call_over_audiosocket(tmp_path: Path) -> None:
     cfg = load_config(env={})
     cfg.emulator = fast_settings()
     cfg.yandex.tts.speed = 2.0  # the emulator's espeak talks twice as fast: shorter test
-    speech = [(line, espeak_pcm(line, 8000)) for line in BOOKING_LINES]
+    speech = [(line, espeak_pcm(line, rate)) for line in BOOKING_LINES]
     runtime = await Runtime.create(
         cfg, store=f"sqlite:///{tmp_path / 'bookings.sqlite3'}", force_emulator=True
     )
@@ -493,7 +502,7 @@ async def test_e2e_booking_call_over_audiosocket(tmp_path: Path) -> None:
     server.on_call = calls.append
     try:
         tasks_before = {t for t in asyncio.all_tasks() if not t.done()}
-        fake = FakeAsterisk("127.0.0.1", server.port)
+        fake = FakeAsterisk("127.0.0.1", server.port, kind=kind)
         status = await fake.register(
             str(http.make_url("/")), "+79161234567", "+74951112233", utterances=BOOKING_LINES
         )
@@ -514,7 +523,7 @@ async def test_e2e_booking_call_over_audiosocket(tmp_path: Path) -> None:
             await asyncio.wait_for(bad.closed.wait(), WAIT)
             await bad.aclose()
 
-        caller = ScriptedCaller(fake.audio, quiet_since, fake.first_audio_after)
+        caller = ScriptedCaller(fake.audio, quiet_since, fake.first_audio_after, rate=rate)
         bad_task = asyncio.create_task(bad_call())
         turns = await caller.run(speech)
         await bad_task
@@ -539,15 +548,15 @@ async def test_e2e_booking_call_over_audiosocket(tmp_path: Path) -> None:
         assert booking["phone"] == "+79161234567"
         assert "T15:00:00" in booking["start"]
         assert bad.stats.end == "protocol"
-        # 8 kHz end to end: the engine asked recognition and synthesis for the
-        # transport's rate; nothing between them resamples.
-        assert good.transport is not None and good.transport.sample_rate == 8000
+        # The line's rate end to end: the engine asked recognition and synthesis for
+        # the transport's rate; nothing between them resamples; we answer in the kind.
+        assert good.transport is not None and good.transport.sample_rate == rate
         emu = runtime.emulator
         streams = [r for r in emu.stt.stats.recent if r.script_id == fake.uuid]
-        assert streams and all(r.sample_rate == 8000 for r in streams)
-        assert emu.tts.requests and all(r.sample_rate == 8000 for r in emu.tts.requests)
+        assert streams and all(r.sample_rate == rate for r in streams)
+        assert emu.tts.requests and all(r.sample_rate == rate for r in emu.tts.requests)
         assert fake.got.violations == []
-        assert all(len(p) == FRAME for _, p in fake.got.frames)
+        assert all(len(p) == fake.frame for _, p in fake.got.frames)
         # Pacing over the whole call, per stretch of continuous bot speech.
         spans = [r for r in fake.got.runs() if len(r) >= 25]
         assert spans
@@ -595,3 +604,47 @@ async def test_busy_server_hangs_up_the_extra_call(env: Env) -> None:
     assert sorted(c.stats.end for c in calls) == ["busy", "hangup"]
     assert len(env.runtime.sessions) == 1
     assert env.runtime.released == env.runtime.sessions
+
+
+# --------------------------------------------------------------------------- wideband kinds
+
+
+@pytest.mark.parametrize("kind", sorted(AUDIO_KINDS))
+def test_every_audio_kind_takes_whole_20ms_frames_only(kind: int) -> None:
+    size = frame_bytes(kind)
+    assert size == AUDIO_KINDS[kind] * 2 // 50
+    msg = decode_message(kind, bytes(size * 2))
+    assert isinstance(msg, AudioMessage) and msg.kind == kind
+    with pytest.raises(ProtocolError) as err:
+        decode_message(kind, bytes(size // 2))  # e.g. μ-law labelled as slin
+    assert err.value.code == "bad_frame_size" and "20 ms" in str(err.value)
+
+
+async def test_a_44_1_khz_line_runs_the_call_at_16_khz_and_answers_in_its_kind() -> None:
+    """0x15: the session speaks 16 kHz; what goes out is resampled to 44.1 kHz frames
+    of 1764 bytes, sent as 0x15."""
+    written: list[bytes] = []
+
+    class Writer:
+        def write(self, data: bytes) -> None:
+            written.append(data)
+
+        async def drain(self) -> None:
+            return None
+
+        def is_closing(self) -> bool:
+            return False
+
+        def close(self) -> None:
+            return None
+
+    t = AudioSocketTransport(Writer(), kind=0x15)  # type: ignore[arg-type]
+    assert (t.line_rate, t.sample_rate) == (44100, 16000)
+    t.start()
+    await t.play(tone(200, rate=16000))
+    await asyncio.sleep(0.3)
+    await t.aclose()
+    frames = [w for w in written if w[:1] == b"\x15"]
+    assert len(frames) >= 9
+    assert all(len(f) == 3 + 1764 for f in frames)
+    assert t.playout.played_ms() == pytest.approx(200, abs=25)

@@ -287,3 +287,27 @@ async def test_an_hour_outside_both_halves_of_the_day_is_answered_with_the_hours
     assert "Мы работаем с 12:00 до 20:00" in said
     assert "22:00" not in said
     assert "в 14:00" in said  # «в 2» resolves to the afternoon inside those hours
+
+
+async def test_a_readback_the_caller_did_not_hear_cannot_be_confirmed(tmp_path: Path) -> None:
+    """The read-back was cut by an interruption (the engine reports what was heard):
+    a "да" then confirms nothing; the read-back is repeated, and only a "да" to a
+    read-back heard in full books."""
+    provider = build_provider(load_config().domain, {"store": f"sqlite:///{tmp_path}/s.sqlite3"})
+    await provider.start()
+    try:
+        d = provider.new_dialogue(CallContext("c1", VirtualClock(datetime.fromisoformat(NOW))))
+        [p async for p in d.greet()]
+        parts = [
+            p async for p in d.reply("Стрижка к Ивану завтра в 15:00, я Анна, телефон 89160000001")
+        ]
+        said = " ".join(p for p in parts if isinstance(p, str))
+        assert "Всё верно?" in said
+        d.on_unheard(said, said[:20])  # the caller cut it after a few words
+        again = [p async for p in d.reply("Да")]
+        assert not any(isinstance(p, DialogueAction) for p in again)
+        assert "Всё верно?" in " ".join(p for p in again if isinstance(p, str))
+        booked = [p async for p in d.reply("Да")]
+        assert "booking" in [p.kind for p in booked if isinstance(p, DialogueAction)]
+    finally:
+        await provider.aclose()

@@ -545,6 +545,10 @@ async def test_real_engine_by_text() -> None:
         assert turn is not None and turn["latency_ms"]["total"] >= 0
         finals = [e for e in got.of("transcript") if not e["segment"]["partial"]]
         assert finals[-1]["segment"]["text"] == "Хочу записаться на стрижку"
+        # The final bot_text is what was heard: it comes once the page reports the
+        # reply played.
+        await ws.send_json({"type": "playback", "played_ms": audio_ms(got, 16000)})
+        await read_until(ws, got, of_type("bot_text", turn_id="t2", final=True), within=10)
         reply = [e for e in got.of("bot_text") if e["turn_id"] == "t2" and e["final"]]
         assert "Хочу записаться на стрижку" in reply[0]["text"]
         assert audio_ms(got, 16000) > greeting_ms
@@ -597,10 +601,12 @@ async def test_real_engine_by_audio(rate: int) -> None:
         revisions = [e["segment"]["revision"] for e in got.of("transcript")]
         assert revisions == sorted(revisions)
         before = len(got.audio)
-        reply = await read_until(ws, got, of_type("bot_text", final=True), within=20)
-        assert reply is not None and said in reply["text"]
-        await read_until(ws, got, of_type("turn"), within=20)
+        await read_until(ws, got, of_type("turn", turn_id="t2"), within=20)
         assert len(got.audio) > before  # the reply was spoken, at the client's rate
+        # Its final text comes once the page reports it played (what was heard).
+        await ws.send_json({"type": "playback", "played_ms": audio_ms(got, rate)})
+        reply = await read_until(ws, got, of_type("bot_text", turn_id="t2", final=True), within=20)
+        assert reply is not None and said in reply["text"]
         assert all(len(a) % 2 == 0 for a in got.audio)
         await talker
         await ws.send_json({"type": "stop"})

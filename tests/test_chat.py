@@ -221,6 +221,10 @@ async def test_browser_offers_modes_and_runs_the_chat_offline() -> None:
             await read_until(ws, got, of_type("turn", turn_id="t1"), within=20)
             await ws.send_json({"type": "text", "text": "Расскажи анекдот"})
             await read_until(ws, got, of_type("turn", turn_id="t2"), within=20)
+            # The final bot_text is what was heard: it follows the page's playback ack.
+            played = sum(len(a) for a in got.audio) / 32  # ms of 16 kHz LINEAR16
+            await ws.send_json({"type": "playback", "played_ms": played})
+            await read_until(ws, got, of_type("bot_text", turn_id="t2", final=True), within=10)
             reply = [e for e in got.of("bot_text") if e["turn_id"] == "t2" and e["final"]]
             assert reply[0]["text"] == "Эхо: Расскажи анекдот"  # the emulator's GPT echo
             await ws.send_json({"type": "stop"})

@@ -3,6 +3,7 @@ emulator over gRPC on loopback, and the echo dialogue."""
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 import pytest
@@ -77,16 +78,39 @@ async def test_recognizer_quirks_still_give_one_turn_per_utterance(quirk: str) -
     assert res.session.assembler.idle
 
 
+@pytest.mark.parametrize("gain_db", [0.0, -20.0])
 @pytest.mark.parametrize("barge_in", [False, True])
-async def test_bot_echo_in_the_microphone_triggers_no_turn_in_gate_mode(barge_in: bool) -> None:
-    """The bot's greeting leaks into the microphone. In gate mode it is ignored; with
-    the gate off (barge-in mode) the same echo becomes a bogus turn — proof that the
-    emulator really hears the leaked audio."""
-    cfg = engine_config(barge_in=barge_in, barge_in_min_words=99, silence_timeout_s=60)
+async def test_bot_echo_at_0_and_minus_20_db_is_never_answered(
+    barge_in: bool, gain_db: float
+) -> None:
+    """The bot's audio leaks into the microphone as loud as it plays (0 dB) or at
+    -20 dB, 30 ms late, while the caller talks through two turns: no self-interruption,
+    no answer to the bot's own words, every caller line answered. The canceller removes
+    the echo before the emulator's VAD can hear it."""
+    cfg = engine_config(barge_in=barge_in, barge_in_min_words=2, silence_timeout_s=60)
+    scr = script(*LINES[:2], echo=True)
+    scr.echo_gain_db = gain_db
+    res = await simulate(cfg, scr)
+    rep = res.report()
+    assert caller_texts(rep) == LINES[:2]  # an echo utterance would take a caller's line
+    replies = [t for t in res.session.turns if t.trigger == "utterance"]
+    assert [t.caller_text for t in replies] == LINES[:2]
+    assert res.transport.clears == 0
+    assert not [a for a in rep["actions"] if a["kind"] == "barge_in"]
+    assert res.session.aec is not None and res.session.aec.blocks_processed > 0
+
+
+@pytest.mark.parametrize("barge_in", [False, True])
+async def test_without_the_canceller_the_echo_reaches_the_recognizer(barge_in: bool) -> None:
+    """Control: with `echo_canceller: off` the emulator does hear the leaked greeting. In
+    gate mode the gate drops it; in barge-in mode (no timing rule) it becomes a turn."""
+    cfg = engine_config(
+        barge_in=barge_in, barge_in_min_words=99, silence_timeout_s=60, echo_canceller="off"
+    )
     res = await simulate(cfg, script({"silence_ms": 5000}, echo=True))
     utterance_turns = [t for t in res.session.turns if t.trigger == "utterance"]
     if barge_in:
-        assert utterance_turns, "control: without the gate the echo must be heard"
+        assert utterance_turns, "control: without the canceller the echo must be heard"
     else:
         assert utterance_turns == []
         assert len(res.session.ignored_utterances) >= 1
@@ -176,3 +200,33 @@ async def test_thirty_minute_call_answers_every_utterance() -> None:
     replies = [t for t in res.session.turns if t.trigger == "utterance"]
     assert len(replies) == len(texts) and all(t.t_first_play for t in replies)
     assert res.session.recognition.rotations >= 5
+
+
+async def test_simulated_callers_pause_mid_thought_and_start_before_the_bot_ends() -> None:
+    """The simulator's realistic callers (issue 13): a 900 ms pause mid-thought (this
+    echo bot answers at once, so the second half comes while the answer plays: it is
+    answered after the sentence, not dropped); a line started 300 ms before the bot
+    finished is answered whole (this line is echo-free: nothing to time out)."""
+    cfg = engine_config()
+    scr = script(
+        {"say": "Хочу на стрижку", "then_pause_ms": 900, "say_more": "завтра после обеда"},
+        "Меня зовут Анна",
+        {"say": "Телефон восемь девять один шесть", "after_ms": -300},
+    )
+    res = await simulate(cfg, scr)
+    asked = [t.caller_text for t in res.session.turns if t.trigger == "utterance"]
+    assert asked == [
+        "Хочу на стрижку",
+        "завтра после обеда",
+        "Меня зовут Анна",
+        "Телефон восемь девять один шесть",
+    ]
+    heard = [t.heard for t in res.session.turns if t.trigger == "utterance"]
+    assert heard[-1] == "Вы сказали: Телефон восемь девять один шесть."
+    assert "завтра после обеда" in (heard[1] or "")
+    kinds = [a["kind"] for a in res.report()["actions"]]
+    assert "heard_during_playback" in kinds and "barge_in" not in kinds
+    # Bot turns in the report are separate, ordered, and never overlap one another.
+    bots = [t for t in res.report()["turns"] if t["role"] == "bot"]
+    assert bots[0]["text"].startswith("Здравствуйте")
+    assert all(a["end_ms"] <= b["start_ms"] for a, b in itertools.pairwise(bots))

@@ -164,8 +164,9 @@ async def test_silence_reprompts_on_time_then_polite_hangup() -> None:
     greeting_end = len(GREETING) * MS_PER_CHAR / 1000
     reprompt_len = len(REPROMPT) * MS_PER_CHAR / 1000
     # Each reprompt comes 8 s after the bot stopped talking, to two session ticks: one to
-    # notice playback ended, one to notice the timeout.
-    first, second = lines[1][0], lines[2][0]
+    # notice playback ended, one to notice the timeout. (The final `bot_text` comes when
+    # a line has been heard, so the start is the turn's first audio.)
+    first, second = (t.audio_start_ms / 1000 for t in session.turns[1:3])
     assert greeting_end + 8 <= first <= greeting_end + 8 + 2 * TICK_S + 0.05
     assert first + reprompt_len + 8 <= second <= first + reprompt_len + 8 + 2 * TICK_S + 0.05
     assert transport.hung_up == "silence"

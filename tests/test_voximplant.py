@@ -512,13 +512,16 @@ def vox_caller(vox: FakeVoximplant) -> ScriptedCaller:
 
 @pytest.mark.parametrize("e2e", [{"barge_in": True}], indirect=True)
 async def test_e2e_booking_call_over_voximplant(e2e: E2E, caller_speech) -> None:
-    """A whole booking; the caller confirms by talking over the bot's read-back."""
+    """A whole booking; the caller says «да» over the bot's read-back. A yes to a
+    read-back not heard out confirms nothing (issue 13): the bot reads it again, and
+    the caller's second «да» books."""
     tasks_before = {t for t in asyncio.all_tasks() if not t.done()}
     custom = {
         "callerid": "+79161234567",
         "did": "+74951112233",
-        "x-emulator-utterances": BOOKING_LINES,
+        "x-emulator-utterances": [*BOOKING_LINES, "Да"],
     }
+    caller_speech = [*caller_speech, ("Да", espeak_pcm("Да", 8000))]
 
     async def bad_call() -> FakeVoximplant:
         async with FakeVoximplant(e2e.url, token=SECRET, encoding="ULAW") as bad:

@@ -109,6 +109,26 @@ class EmulatorSettings:
     client_scripts: bool = False
 
 
+# Per-channel turn-taking defaults, used where `engine.echo_tail_ms` / `engine.barge_in`
+# are left unset (null). Why these values (docs/turn-taking.md):
+# * telephony (voximplant, audiosocket): the network's and the handset's echo cancellers
+#   (ITU-T G.168) remove acoustic echo before audio reaches us, and our own canceller
+#   works on the exact audio we sent, so only the jitter-buffer skew between our playout
+#   estimate and the far end remains: a 100 ms tail. Barge-in is on: phone callers
+#   expect to interrupt, and the echo defence makes it safe.
+# * browser and simulator: loudspeakers and a laptop microphone, output latency that
+#   varies by device (Bluetooth adds 150-250 ms): a 150 ms tail after the (acknowledged)
+#   end of playback, and gate mode by default, because the room echo is loud and the
+#   delay between what we send and what the microphone hears is not known.
+CHANNEL_DEFAULTS: dict[str, tuple[int, bool]] = {
+    "voximplant": (100, True),
+    "audiosocket": (100, True),
+    "browser": (150, False),
+    "simulator": (150, False),
+}
+FALLBACK_CHANNEL = (150, False)
+
+
 @dataclass
 class RecoveryPolicy:
     """`engine.recovery`: how a call's recognition survives lost streams.
@@ -128,9 +148,24 @@ class RecoveryPolicy:
 
 @dataclass
 class EngineSettings:
-    echo_tail_ms: int = 500
-    barge_in: bool = False
+    """Turn-taking and recognition-stream settings (config section `engine`).
+
+    `echo_tail_ms` (ms after the bot's audio ends during which a word that *starts* is
+    still taken for echo) and `barge_in` are per channel when left null: see
+    `CHANNEL_DEFAULTS`; a value set here applies to every channel.
+    """
+
+    echo_tail_ms: int | None = None
+    barge_in: bool | None = None
     barge_in_min_words: int = 2
+    # Acoustic echo cancellation of caller audio against the audio we play
+    # ("webrtc": WebRTC AEC3 via the livekit binding; "off").
+    echo_canceller: str = "webrtc"
+    # Recognized words that repeat this many consecutive words the bot played, each
+    # starting no later than `echo_text_window_ms` after its bot word started (the
+    # longest echo path + word-time error), are echo whatever the playback window.
+    echo_text_min_words: int = 2
+    echo_text_window_ms: int = 400
     min_voiced_ms: int = 120
     stt_batch_ms: int = 100
     silence_timeout_s: float = 8.0
@@ -138,6 +173,18 @@ class EngineSettings:
     speculation_stable_ms: int = 250  # how long a partial must not change first
     continuation_wait_ms: int = 1500  # wait this long for the rest of an unfinished phrase
     recovery: RecoveryPolicy = field(default_factory=RecoveryPolicy)
+
+    def for_channel(self, channel: str) -> EngineSettings:
+        """These settings with the channel's defaults filled in for unset (None) values.
+
+        `channel` is a transport kind ("browser", "voximplant", "audiosocket",
+        "simulator", ...); unknown kinds get the browser-like fallback."""
+        tail, barge = CHANNEL_DEFAULTS.get(channel, FALLBACK_CHANNEL)
+        return dataclasses.replace(
+            self,
+            echo_tail_ms=tail if self.echo_tail_ms is None else self.echo_tail_ms,
+            barge_in=barge if self.barge_in is None else self.barge_in,
+        )
 
 
 @dataclass
@@ -193,6 +240,7 @@ class VoximplantSettings:
     # in 20 ms frames itself; config.yaml's 100 ms sends a fifth of the messages (JSON
     # + base64 + WebSocket frame + pacing wake-up each) for the same audio.
     chunk_ms: int = 20
+    hangup_margin_ms: int = 300  # after the goodbye's estimated end, before the hang-up
 
 
 @dataclass

@@ -68,14 +68,22 @@ class Dialogue(Protocol):
         """The call ended. Persist what matters; return a summary for the `done` event."""
         ...
 
+    def on_unheard(self, said: str, heard: str) -> None:
+        """Only `heard` (a prefix of `said`, "" if nothing played) of a reply reached the
+        caller: barge-in, a newer input, or the call ended. Fix the model's history and
+        do not treat unheard questions or read-backs as asked. Optional: the engine
+        calls it only where a dialogue defines it."""
+        ...
+
 
 class HearsPlayback(Protocol):
     """Optional Dialogue hook: the engine reports the bot text the caller really heard.
 
-    Called once per reply with the text that was played (today: the whole reply once its
-    audio has been sent; a turn-taking engine that cuts replies at the played position
-    passes the part that was heard). A reply never reported was not heard: an LLM
-    history or a read-back must not count on it.
+    Called once per reply with the text that was played: the whole reply once its audio
+    has played, or the part heard when it was cut (barge-in, a newer input; the engine
+    cuts at the played position, docs/turn-taking.md). A reply never reported was not
+    heard: an LLM history or a read-back must not count on it. `Dialogue.on_unheard`
+    is the complement for dialogues that record replies as they generate them.
     """
 
     def on_played(self, text: str) -> None: ...
@@ -170,6 +178,9 @@ class EchoDialogue:
 
     async def close(self, transcript: Sequence[TranscriptLine], reason: str) -> Mapping[str, Any]:
         return {"turns": self.turns, "reason": reason}
+
+    def on_unheard(self, said: str, heard: str) -> None:
+        """Nothing to fix: the echo dialogue keeps no history."""
 
 
 class EchoProvider:

@@ -236,7 +236,7 @@ class Runtime:
                     metadata=dict(metadata or {}),
                 )
             ),
-            settings=self.cfg.engine,
+            settings=self.cfg.engine.for_channel(channel),
             clock=clock,
             stt_options=RecognitionOptions(
                 sample_rate=transport.sample_rate,

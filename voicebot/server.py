@@ -219,7 +219,7 @@ def _limits(runtime: ServedHost) -> BrowserLimits:
         max_message_bytes=cfg.server.max_message_bytes,
         max_session_s=cfg.server.max_session_s,
         allowed_sample_rates=tuple(cfg.server.allowed_sample_rates),
-        barge_in=cfg.engine.barge_in,
+        barge_in=bool(cfg.engine.for_channel("browser").barge_in),
         offline=bool(runtime.offline),
         modes=tuple(_modes(runtime)),
         default_mode=runtime.default_mode,

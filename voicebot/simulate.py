@@ -12,12 +12,21 @@ started emulator or a test's own completion server.
 Dialogue file (YAML):
     now: "2026-11-23T10:00:00+03:00"     # the call's clock starts here
     setup: {...}                          # optional domain fixture (e.g. existing bookings)
+    reply_gap_ms: 200                     # the caller answers this long after the bot's audio ends
     caller:
-      - "plain line"                      # spoken after the bot finishes speaking
+      - "plain line"                      # spoken reply_gap_ms after the bot's audio ends
+      - {say: "...", after_ms: 150}       # this line's own gap; negative: start that long
+                                          #   before the bot finishes (talking over its end)
+      - {say: "...", then_pause_ms: 900, say_more: "..."}  # a pause mid-thought
       - {say: "...", barge_in_after_ms: 800}   # interrupt the bot 800 ms into its reply
       - {silence_ms: 9000}                # say nothing for a while
     echo: false                           # true: the bot's audio leaks into the microphone
     factory: chat                         # optional: the dialogue (short name or module:builder)
+    echo_gain_db: -6                      # its level in the microphone (0 = as loud as played)
+    echo_delay_ms: 30                     # the echo path's delay (device buffers, the room)
+
+People answer about 200 ms after the other side stops talking, so that is the default
+gap; the seed's caller waited `echo_tail_ms + 250 ms`, which hid every prompt answer.
 """
 
 from __future__ import annotations
@@ -29,223 +38,37 @@ import logging
 import statistics
 import sys
 import wave
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from voicebot.clock import Clock, RealClock
+from voicebot.clock import RealClock
 from voicebot.config import Config, load_config
 from voicebot.dialogue import mode_name
 from voicebot.dialogue_script import CallerLine, DialogueScript, load_script
-
-__all__ = ["CallerLine", "DialogueScript", "load_script", "run_simulation"]
 from voicebot.emulator.espeak import EspeakSynthesizer
 from voicebot.engine.session import CallSession
 from voicebot.redact import redact_url
 from voicebot.runtime import Runtime
-from voicebot.transports.base import ClockPlayout
+from voicebot.simulation.caller import FRAME_MS, SimulatedCaller
+from voicebot.simulation.line import SimulatorTransport
 
 log = logging.getLogger(__name__)
 
-FRAME_MS = 20
-REPLY_TIMEOUT_S = 30.0  # simulated seconds to wait for a bot reply before moving on
 
-
-# ---------------------------------------------------------------------- transport
-
-
-class SimulatorTransport:
-    """An in-memory phone line: records what the bot plays, at the time it plays."""
-
-    def __init__(self, clock: Clock, sample_rate: int, record: bool = False) -> None:
-        self.clock = clock
-        self.sample_rate = sample_rate
-        self.playout = ClockPlayout(clock, sample_rate)
-        self.events: list[dict[str, Any]] = []
-        self.spans: list[list[float]] = []  # [start_ms, end_ms] of contiguous bot audio
-        self.clears = 0
-        self.hung_up: str | None = None
-        self._t0 = clock.monotonic()
-        self._bytes_per_ms = sample_rate * 2 / 1000
-        self._record = record
-        self._bot_audio: list[tuple[float, bytes]] = []
-        self._pending: list[tuple[float, bytes]] = []  # (play start ms, pcm) for echo
-
-    def now_ms(self) -> float:
-        return (self.clock.monotonic() - self._t0) * 1000
-
-    async def play(self, pcm: bytes) -> None:
-        now = self.now_ms()
-        start = max(now, self.spans[-1][1]) if self.spans else now
-        dur = len(pcm) / self._bytes_per_ms
-        if self.spans and start <= self.spans[-1][1] + 1:
-            self.spans[-1][1] = start + dur
-        else:
-            self.spans.append([start, start + dur])
-        self.playout.add(len(pcm))
-        if self._record:
-            self._bot_audio.append((start, pcm))
-        self._pending.append((start, pcm))
-
-    async def clear(self) -> None:
-        self.clears += 1
-        now = self.now_ms()
-        self.playout.clear()
-        if self.spans and self.spans[-1][1] > now:
-            self.spans[-1][1] = now
-        self._bot_audio = [(s, p) for s, p in self._bot_audio if s < now]
-        self._bot_audio = [
-            (s, p[: int((now - s) * self._bytes_per_ms) // 2 * 2]) for s, p in self._bot_audio
-        ]
-        self._pending = [(s, p) for s, p in self._pending if s < now]
-
-    async def hangup(self, reason: str) -> None:
-        self.hung_up = reason
-
-    async def send_event(self, event: Mapping[str, Any]) -> None:
-        self.events.append(dict(event, at_ms=round(self.now_ms())))
-
-    def echo_frame(self, start_ms: float, nbytes: int) -> bytes | None:
-        """The bot audio audible in the microphone frame starting at `start_ms`."""
-        if not self._pending:
-            return None
-        out = np.zeros(nbytes // 2, dtype=np.int32)
-        end_ms = start_ms + nbytes / self._bytes_per_ms
-        hit = False
-        keep: list[tuple[float, bytes]] = []
-        for s, pcm in self._pending:
-            e = s + len(pcm) / self._bytes_per_ms
-            if e <= start_ms:
-                continue
-            keep.append((s, pcm))
-            if s >= end_ms:
-                continue
-            src = np.frombuffer(pcm, dtype="<i2")
-            a = int((max(s, start_ms) - s) * self._bytes_per_ms) // 2
-            b = int((min(e, end_ms) - s) * self._bytes_per_ms) // 2
-            o = int((max(s, start_ms) - start_ms) * self._bytes_per_ms) // 2
-            n = min(b - a, len(out) - o)
-            if n > 0:
-                out[o : o + n] += src[a : a + n] // 2  # the room attenuates the echo
-                hit = True
-        self._pending = keep
-        return np.clip(out, -32768, 32767).astype("<i2").tobytes() if hit else None
-
-    def bot_track(self, total_ms: float) -> bytes:
-        buf = bytearray(int(total_ms * self._bytes_per_ms) // 2 * 2)
-        for s, pcm in self._bot_audio:
-            i = int(s * self._bytes_per_ms) // 2 * 2
-            j = min(len(buf), i + len(pcm))
-            buf[i:j] = pcm[: j - i]
-        return bytes(buf)
-
-
-# ---------------------------------------------------------------------- the caller
-
-
-class SimulatedCaller:
-    """Speaks the script into the session as a steady 20 ms microphone stream."""
-
-    def __init__(
-        self,
-        session: CallSession,
-        transport: SimulatorTransport,
-        clock: Clock,
-        speech: Sequence[bytes | None],
-        script: DialogueScript,
-        *,
-        record: bool = False,
-    ) -> None:
-        self.session = session
-        self.transport = transport
-        self.clock = clock
-        self.script = script
-        self._speech = list(speech)
-        self._frame_bytes = transport.sample_rate * 2 * FRAME_MS // 1000
-        self._speaking = bytearray()
-        self._done_speaking = asyncio.Event()
-        self._record = record
-        self.mic = bytearray()
-        self.spoken: list[tuple[str, float, float]] = []  # text, start_ms, end_ms
-
-    async def microphone(self) -> None:
-        """Frames on absolute deadlines: a stall is caught up, never stretched."""
-        t_next = self.clock.monotonic()
-        silence = bytes(self._frame_bytes)
-        while self.session.ended is None:
-            if self._speaking:
-                frame = bytes(self._speaking[: self._frame_bytes]).ljust(self._frame_bytes, b"\0")
-                del self._speaking[: self._frame_bytes]
-                if not self._speaking:
-                    self._done_speaking.set()
-            else:
-                frame = silence
-            if self.script.echo:
-                frame_start = self.transport.now_ms()
-                echo = self.transport.echo_frame(frame_start, len(frame))
-                if echo is not None:
-                    mix = np.frombuffer(frame, "<i2").astype(np.int32) + np.frombuffer(echo, "<i2")
-                    frame = np.clip(mix, -32768, 32767).astype("<i2").tobytes()
-            if self._record:
-                self.mic += frame
-            self.session.feed_audio(frame)
-            t_next += FRAME_MS / 1000
-            await self.clock.sleep(t_next - self.clock.monotonic())
-
-    async def converse(self) -> None:
-        gap_s = max(0.6, (self.session.settings.echo_tail_ms + 250) / 1000)
-        lines = self.script.lines
-        for i, (line, pcm) in enumerate(zip(lines, self._speech, strict=True)):
-            if self.session.ended is not None:
-                return
-            if line.silence_ms:
-                await self.clock.sleep(line.silence_ms / 1000)
-                await self._wait_bot_idle()
-                continue
-            assert line.say is not None and pcm is not None
-            if line.barge_in_after_ms is not None:
-                # Interrupt the reply that is playing now (or the next one to start).
-                await self._wait_bot_speaking()
-                await self.clock.sleep(line.barge_in_after_ms / 1000)
-            else:
-                await self._wait_bot_idle()
-                await self.clock.sleep(gap_s)
-            turns_before = len(self.session.turns)
-            await self._say(line.say, pcm)
-            next_barges = i + 1 < len(lines) and lines[i + 1].barge_in_after_ms is not None
-            await self._wait_reply(turns_before, until_playing=next_barges)
-        await self._wait_bot_idle()
-
-    async def _say(self, text: str, pcm: bytes) -> None:
-        self._done_speaking.clear()
-        start = self.transport.now_ms()
-        self._speaking += pcm
-        await self._done_speaking.wait()
-        self.spoken.append((text, start, self.transport.now_ms()))
-
-    async def _wait_bot_idle(self) -> None:
-        while self.session.busy and self.session.ended is None:
-            await self.clock.sleep(0.05)
-
-    async def _wait_bot_speaking(self) -> None:
-        deadline = self.clock.monotonic() + REPLY_TIMEOUT_S
-        while not self.transport.playout.is_playing() and self.clock.monotonic() < deadline:
-            await self.clock.sleep(0.01)
-
-    async def _wait_reply(self, turns_before: int, *, until_playing: bool = False) -> None:
-        """Wait for the bot's answer to finish — or just to start, when the next line
-        is scripted to interrupt it."""
-        deadline = self.clock.monotonic() + REPLY_TIMEOUT_S
-        while self.session.ended is None and self.clock.monotonic() < deadline:
-            if len(self.session.turns) > turns_before:
-                if until_playing and self.transport.playout.is_playing():
-                    return
-                if not self.session.busy:
-                    return
-            await self.clock.sleep(0.02)
+__all__ = [
+    "FRAME_MS",
+    "CallerLine",
+    "DialogueScript",
+    "SimulatedCaller",
+    "SimulationResult",
+    "SimulatorTransport",
+    "load_script",
+    "run_simulation",
+]
 
 
 # ---------------------------------------------------------------------- running
@@ -272,17 +95,18 @@ class SimulationResult:
                         "end_ms": seg["end_ms"],
                     }
                 )
-        spans = self.transport.spans
-        bot_turns = [t for t in self.session.turns if t.audio_start_ms is not None]
-        for i, t in enumerate(bot_turns):
-            nxt = bot_turns[i + 1].audio_start_ms if i + 1 < len(bot_turns) else float("inf")
-            ends = [e for s, e in spans if t.audio_start_ms - 1 <= s < nxt]
+        # Each bot turn as the caller heard it: from its first audio to where it ended
+        # or was cut, with the text actually played (never what was only generated).
+        for t in self.session.turns:
+            if t.audio_start_ms is None or not t.heard:
+                continue
             turns.append(
                 {
                     "role": "bot",
-                    "text": "".join(t.text).strip(),
+                    "text": t.heard,
                     "start_ms": t.audio_start_ms,
-                    "end_ms": round(max(ends) if ends else t.audio_start_ms),
+                    "end_ms": t.audio_end_ms if t.audio_end_ms is not None else t.audio_start_ms,
+                    **({"status": t.status} if t.status != "played" else {}),
                 }
             )
         turns.sort(key=lambda x: x["start_ms"])
@@ -337,13 +161,20 @@ async def run_simulation(
         if script.setup:
             await runtime.dialogues.prepare(script.setup)
         espeak = EspeakSynthesizer()
-        speech = [
-            await espeak.synthesize(ln.say, female=False, sample_rate=script.sample_rate)
-            if ln.say
-            else None
-            for ln in script.lines
-        ]
-        transport = SimulatorTransport(clock, script.sample_rate, record=record)
+
+        async def voice(text: str | None) -> bytes | None:
+            if not text:
+                return None
+            return await espeak.synthesize(text, female=False, sample_rate=script.sample_rate)
+
+        speech = [(await voice(ln.say), await voice(ln.say_more)) for ln in script.lines]
+        transport = SimulatorTransport(
+            clock,
+            script.sample_rate,
+            record=record,
+            echo_gain_db=script.echo_gain_db,
+            echo_delay_ms=script.echo_delay_ms,
+        )
         session_id = f"sim-{id(transport):x}"
         utterances = list(script.utterances)
         if script.echo:

@@ -21,6 +21,7 @@ from voicebot.providers.base import (
     Partial,
     RecognitionEvent,
     StatusCode,
+    Word,
 )
 
 
@@ -32,6 +33,7 @@ class Utterance:
     end_ms: int  # call audio time of the last word (end of caller speech)
     eou_ms: int  # call audio time at which the end of utterance was decided
     finals: int  # how many finals made it up
+    words: tuple[Word, ...] = ()  # recognized words, call audio times (may be empty)
 
 
 @dataclass(slots=True)
@@ -39,6 +41,7 @@ class _FinalPart:
     text: str
     start_ms: int
     end_ms: int
+    words: tuple[Word, ...] = ()
 
 
 class UtteranceAssembler:
@@ -120,6 +123,7 @@ class UtteranceAssembler:
             seg.text = full
             seg.revision += 1
             seg.end_ms = self._base_ms + max(ev.end_ms, ev.cursors.partial_time_ms)
+            seg.words = self._final_words() + self._shift(ev.words)
             self._on_partial(seg)
 
     def _final(self, ev: Final) -> None:
@@ -144,7 +148,7 @@ class UtteranceAssembler:
         end = self._base_ms + (
             ev.end_ms or (ev.words[-1].end_ms if ev.words else ev.cursors.final_time_ms)
         )
-        self._finals[idx] = _FinalPart(ev.text.strip(), start, end)
+        self._finals[idx] = _FinalPart(ev.text.strip(), start, end, self._shift(ev.words))
         if ev.text.strip():
             seg = self._live_segment(start)
             joined = self._joined_finals()
@@ -152,6 +156,7 @@ class UtteranceAssembler:
                 seg.text = joined
                 seg.revision += 1
                 seg.end_ms = end
+                seg.words = self._final_words()
                 self._on_partial(seg)
         if self._orphan_eou_ms is not None:
             # eou_update arrived before this final: the utterance is already closed.
@@ -189,6 +194,14 @@ class UtteranceAssembler:
             self._segment = Segment(id=f"u{self._seg_counter}", start_ms=start_ms)
         return self._segment
 
+    def _shift(self, words: tuple[Word, ...]) -> tuple[Word, ...]:
+        """Stream-relative word times -> call audio times."""
+        b = self._base_ms
+        return tuple(Word(w.text, b + w.start_ms, b + w.end_ms, w.confidence) for w in words)
+
+    def _final_words(self) -> tuple[Word, ...]:
+        return tuple(w for i in sorted(self._finals) for w in self._finals[i].words)
+
     def _joined_finals(self) -> str:
         parts = (self._finals[i].text for i in sorted(self._finals))
         return " ".join(p for p in parts if p)
@@ -200,6 +213,7 @@ class UtteranceAssembler:
         parts = [self._refined.get(i) or self._finals[i].text for i in indexes]
         text = " ".join(p for p in parts if p).strip()
         voiced = [self._finals[i] for i in indexes if self._finals[i].text]
+        words = tuple(w for p in voiced for w in p.words)
         start = min((p.start_ms for p in voiced), default=eou_ms)
         end = max((p.end_ms for p in voiced), default=eou_ms)
         if indexes:
@@ -225,6 +239,7 @@ class UtteranceAssembler:
         seg.revision += 1
         seg.partial = False
         seg.start_ms, seg.end_ms = start, end
+        seg.words = words
         self.utterances += 1
         self._on_partial(seg)
-        self._on_utterance(Utterance(seg.id, text, start, end, eou_ms, len(indexes)))
+        self._on_utterance(Utterance(seg.id, text, start, end, eou_ms, len(indexes), words))

@@ -13,6 +13,8 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from voicebot.providers.base import Word
+
 Event = dict[str, Any]
 
 
@@ -26,6 +28,8 @@ class Segment:
     partial: bool = True
     start_ms: int = 0
     end_ms: int = 0
+    # Recognized words with call-audio times (not sent to clients; the echo gate uses them).
+    words: tuple[Word, ...] = ()
 
     def as_dict(self) -> dict[str, Any]:
         return {

@@ -1,9 +1,9 @@
 """A call, top to bottom: caller audio becomes text, text becomes a reply, the reply
 becomes audio.
 
-    transport ──feed_audio──▶ ContinuousRecognizer ──events──▶ UtteranceAssembler
-                                                                  │ utterance
-                                   EchoGate (drop the bot's own voice)
+    transport ──feed_audio──▶ EchoCanceller ──▶ ContinuousRecognizer ──▶ UtteranceAssembler
+                  (the audio we play is its reference)                          │ words
+                                   EchoGate (drop the bot's own voice, word by word)
                                                                   ▼
     transport ◀──play── synthesizer ◀──sentences── Dialogue.reply(text)
 
@@ -12,7 +12,8 @@ typed text, a silence timeout) and answer it. Each answer is a turn task: the di
 streams reply text, which is cut into sentences and synthesized one by one, so the
 first sentence plays while the rest is still being generated. A newer utterance cancels
 a turn that has not started speaking; in barge-in mode caller speech also stops one
-that has. The transport, providers and dialogue are all injected, so the same session
+that has. What the caller heard — not what was generated — is what a turn leaves in
+the transcript (turn_taking.py). The transport, providers and dialogue are all injected, so the same session
 runs the browser demo, both telephony bridges, the simulator and the tests.
 """
 
@@ -29,6 +30,7 @@ from typing import Any
 from voicebot.clock import Clock
 from voicebot.config import EngineSettings
 from voicebot.dialogue import Dialogue, DialogueAction, ReplyPart, TranscriptLine
+from voicebot.engine.aec import EchoCanceller
 from voicebot.engine.assembler import Utterance, UtteranceAssembler
 from voicebot.engine.continuation import ContinuationWait
 from voicebot.engine.echo_gate import EchoGate
@@ -41,6 +43,7 @@ from voicebot.engine.speaking import SpeechOutput
 from voicebot.engine.speculation import Speculator
 from voicebot.engine.summary import call_summary
 from voicebot.engine.turn import Turn
+from voicebot.engine.turn_taking import Retry, TurnTaking
 from voicebot.ops.busy import farewell
 from voicebot.ops.logs import bind_turn
 from voicebot.providers.base import (
@@ -78,7 +81,7 @@ class _ContinuationDue:
     """The wait for the rest of a held phrase ran out."""
 
 
-class CallSession(SpeechOutput):
+class CallSession(SpeechOutput, TurnTaking):
     def __init__(
         self,
         *,
@@ -96,13 +99,22 @@ class CallSession(SpeechOutput):
         self.session_id = session_id or uuid.uuid4().hex[:12]
         self.transport = transport
         self.dialogue = dialogue
+        # Unset turn-taking values take the channel's defaults (config.CHANNEL_DEFAULTS).
+        settings = settings.for_channel(getattr(transport, "kind", ""))
         self.settings = settings
         self.clock = clock
         self._synth = synthesizer
         self._tts_options = tts_options
         self._llm_meter = llm_meter
         self.events = EventLog(self.session_id, transport.send_event)
-        self.gate = EchoGate(settings.echo_tail_ms)
+        self.gate = EchoGate(
+            int(settings.echo_tail_ms or 0),
+            text_min_words=settings.echo_text_min_words,
+            text_window_ms=settings.echo_text_window_ms,
+        )
+        self.aec: EchoCanceller | None = (
+            EchoCanceller(transport.sample_rate) if settings.echo_canceller == "webrtc" else None
+        )
         self.assembler = UtteranceAssembler(
             normalize=stt_options.normalize,
             min_voiced_ms=settings.min_voiced_ms,
@@ -112,9 +124,11 @@ class CallSession(SpeechOutput):
         self.recognition = ContinuousRecognizer(
             recognizer, stt_options, settings, clock, self.assembler, self._on_stt_error
         )
-        self._inbox: asyncio.Queue[Utterance | _CallerText | _Silence | _End | _ContinuationDue] = (
-            asyncio.Queue()
-        )
+        self._inbox: asyncio.Queue[
+            Utterance | _CallerText | _Silence | _End | _ContinuationDue | Retry
+        ] = asyncio.Queue()
+        self._pending_join: str | None = None  # caller text whose answer a continuation cancelled
+        self._final_seg: Segment | None = None
         # Speculative replies (deterministic dialogues only) and «waiting for the rest».
         self.speculator: Speculator | None = None
         if settings.speculation and callable(getattr(dialogue, "speculate", None)):
@@ -133,6 +147,7 @@ class CallSession(SpeechOutput):
             lambda: self._inbox.put_nowait(_ContinuationDue()),
         )
         self._turn_task: asyncio.Task[None] | None = None
+        self._playing_out: set[asyncio.Task[None]] = set()  # older turns still playing
         self._turn_seq = 0
         self._t0 = clock.monotonic()
         self._last_activity = self._t0
@@ -158,6 +173,9 @@ class CallSession(SpeechOutput):
                     break
                 if isinstance(item, Utterance):
                     self._on_caller_utterance(self.continuation.join(item))
+                elif isinstance(item, Retry):
+                    turn = Turn(self._next_turn_id(), "utterance", caller_text=item.text)
+                    self._start_turn(turn, self.dialogue.reply(item.text))
                 elif isinstance(item, _ContinuationDue):
                     if (held := self.continuation.expire()) is not None:
                         self._answer_utterance(held)
@@ -172,6 +190,8 @@ class CallSession(SpeechOutput):
                     )
         finally:
             ticker.cancel()
+            for task in list(self._playing_out):
+                await cancel_and_wait(task)
             self.continuation.close()
             if self.speculator is not None:
                 self.speculator.reset()
@@ -200,28 +220,46 @@ class CallSession(SpeechOutput):
         self._answer_utterance(utt)
 
     def _answer_utterance(self, utt: Utterance) -> None:
-        turn = Turn(self._next_turn_id(), "utterance", caller_text=utt.text)
+        self._hear(utt.text, utt.start_ms)
+        text = utt.text
+        if self._pending_join:  # the caller went on before the answer played
+            text = f"{self._pending_join} {text}"
+            self._pending_join = None
+        turn = Turn(self._next_turn_id(), "utterance", caller_text=text)
         turn.speech_end_ms = utt.end_ms
         turn.stt_wait_ms = max(0.0, float(self.recognition.fed_ms - utt.end_ms))
-        if self.speculator is not None:
+        if self.speculator is not None and text == utt.text:
             turn.prepared = self.speculator.take()
-        self._hear(utt.text, utt.start_ms)
-        self._start_turn(turn, self.dialogue.reply(utt.text))
+        # The caller spoke: a reply still playing stops (in gate mode this is speech
+        # held for the end of the sentence playing).
+        self._start_turn(turn, self.dialogue.reply(text), cut=True)
 
-    def _start_turn(self, turn: Turn, parts: AsyncIterator[ReplyPart]) -> None:
+    def _start_turn(
+        self, turn: Turn, parts: AsyncIterator[ReplyPart], *, cut: bool = False
+    ) -> None:
         """One turn at a time: a newer input replaces the answer still in progress,
-        and the part of it already queued for playback."""
+        and the part of it already queued for playback. An answer fully queued plays
+        out before the new one, unless `cut` (the caller spoke: stop talking)."""
         if self._turn_task is not None and not self._turn_task.done():
-            if self.turns and self.turns[-1].hangup:
+            last = self.turns[-1]
+            if last.hangup:
                 return  # the dialogue is saying goodbye: the call is ending
-            self._turn_task.cancel()
-            if self.transport.playout.is_playing():
-                self._spawn(self.transport.clear())
+            if last.queued_all and not cut:
+                # Fully generated and queued: it plays out, then settles on its own,
+                # and the new answer is queued behind it.
+                self._playing_out.add(self._turn_task)
+                self._turn_task.add_done_callback(self._playing_out.discard)
+            else:
+                self._turn_task.cancel()
+                if self.transport.playout.is_playing():
+                    self._clear_playback()
         turn.t_input = self.clock.monotonic()
         self.turns.append(turn)
         self._turn_task = asyncio.get_running_loop().create_task(
             self._answer(turn, parts), name=f"turn-{turn.id}"
         )
+        # A task cancelled before it ever ran skips its handlers: settle it here.
+        self._turn_task.add_done_callback(lambda _: self._emit_soon_settled(turn))
 
     async def _answer(self, turn: Turn, parts: AsyncIterator[ReplyPart]) -> None:
         """Dialogue text -> sentences -> synthesis -> transport, overlapped."""
@@ -250,13 +288,8 @@ class CallSession(SpeechOutput):
             if rest := splitter.flush():
                 sentences.put_nowait(rest)
             sentences.put_nowait(None)
-            full = "".join(turn.text).strip()
-            await self.events.emit("bot_text", turn_id=turn.id, text=full, final=True)
-            if full:
-                self.transcript.append(TranscriptLine("bot", full, self._ms()))
             await speaker
-            if full:
-                self._report_played(full)
+            turn.queued_all = True
             if (latency := turn.latency()) is not None:
                 await self.events.emit(
                     "turn",
@@ -265,15 +298,21 @@ class CallSession(SpeechOutput):
                     latency_ms=latency,
                     speculation=turn.speculation,
                 )
+            await self._wait_played(turn.spoken[-1].end_ms if turn.spoken else 0.0)
+            await self._announce(self._settle(turn))
         except asyncio.CancelledError:
+            heard = self._settle(turn)  # before any await: the played position is the cut
             await cancel_and_wait(speaker)
+            await self._announce(heard)
             raise
         except ProviderError as e:
+            self._emit_soon_settled(turn)
             await cancel_and_wait(speaker)
             log.warning("turn %s failed: %r", turn.id, e)
             await self.events.emit("error", code=e.code, message="the reply could not be produced")
         except Exception:
             # A bug in a dialogue must cost one answer, not the call.
+            self._emit_soon_settled(turn)
             await cancel_and_wait(speaker)
             log.exception("turn %s crashed", turn.id)
             await self.events.emit(
@@ -286,16 +325,6 @@ class CallSession(SpeechOutput):
                 turn.prepared = None
         if turn.hangup:  # also when the goodbye could not be synthesized
             await self._hang_up(turn.hangup)
-
-    def _report_played(self, text: str) -> None:
-        """Tell the dialogue what the caller heard (`HearsPlayback.on_played`)."""
-        hook = getattr(self.dialogue, "on_played", None)
-        if hook is None:
-            return
-        try:
-            hook(text)
-        except Exception:
-            log.exception("dialogue on_played failed")
 
     async def _hang_up(self, reason: str) -> None:
         """The dialogue ends the call: let the goodbye play out, then hang up."""
@@ -332,6 +361,8 @@ class CallSession(SpeechOutput):
 
     def feed_audio(self, pcm: bytes) -> None:
         """Caller audio at the transport's rate. Called per frame: keep it cheap."""
+        if self.aec is not None:
+            pcm = self.aec.process(pcm)  # a pass-through unless bot audio is recent
         self.recognition.feed(pcm)
         if self.continuation.held is not None:
             self.continuation.feed(pcm)
@@ -360,54 +391,6 @@ class CallSession(SpeechOutput):
         if self._ended is None:
             self._ended = reason
             self._inbox.put_nowait(_End(reason))
-
-    def _on_segment(self, seg: Segment) -> None:
-        if self._gated(seg.start_ms, seg.end_ms, partial=seg.partial):
-            return
-        self._last_activity = self.clock.monotonic()
-        if (
-            self.settings.barge_in
-            and seg.partial
-            and self.transport.playout.is_playing()
-            and len(seg.text.split()) >= self.settings.barge_in_min_words
-        ):
-            self._barge_in()
-        if seg.partial and seg.text:
-            self.continuation.speech()  # the caller goes on: no answer to the first half
-            turn_running = self._turn_task is not None and not self._turn_task.done()
-            if self.speculator is not None and not turn_running:
-                prefix = self.continuation.prefix
-                text = f"{prefix} {seg.text}" if prefix else seg.text
-                if not self._unfinished(text):  # it would be held, not answered
-                    self.speculator.on_partial(text)
-        self._emit_soon("transcript", segment=seg.as_dict())
-
-    def _on_utterance(self, utt: Utterance) -> None:
-        if self._gated(utt.start_ms, utt.end_ms, partial=False):
-            self.ignored_utterances.append(utt)
-            log.info("echo gate: ignored an utterance during bot playback")
-            return
-        self._silences = 0
-        self._inbox.put_nowait(utt)
-
-    def _gated(self, start_ms: int, end_ms: int, *, partial: bool) -> bool:
-        """Gate mode: speech overlapping bot playback (+ tail) is the bot's own echo."""
-        if self.settings.barge_in:
-            return False
-        if partial:
-            return self.gate.active(self.recognition.fed_ms) or self.gate.blocks(start_ms, end_ms)
-        return self.gate.blocks(start_ms, end_ms)
-
-    def _barge_in(self) -> None:
-        """The caller talks over the bot: stop playback and drop the stale answer."""
-        if self.turns and self.turns[-1].hangup:
-            return  # talking over the goodbye does not bring the call back
-        log.info("barge-in: caller speech during playback")
-        self._bot_stopped()
-        if self._turn_task is not None and not self._turn_task.done():
-            self._turn_task.cancel()
-        self._spawn(self.transport.clear())
-        self._emit_soon("action", kind="barge_in", data={})
 
     def _on_stt_error(self, err: ProviderError) -> None:
         self._emit_soon("error", code=err.code, message="speech recognition is unavailable")
@@ -444,8 +427,12 @@ class CallSession(SpeechOutput):
         self.gate.bot_stopped(self.recognition.fed_ms)
         self.recognition.low_latency = False
 
-    async def _wait_played(self) -> None:
-        while self.transport.playout.is_playing() and self._ended is None:
+    async def _wait_played(self, until_ms: float | None = None) -> None:
+        """Until playback stops (or reaches `until_ms` on the playout timeline)."""
+        playout = self.transport.playout
+        while playout.is_playing() and self._ended is None:
+            if until_ms is not None and playout.played_ms() >= until_ms - 0.5:
+                return
             await self.clock.sleep(0.05)
 
     async def _cancel_turn(self) -> None:

@@ -11,10 +11,12 @@ import asyncio
 from collections import deque
 
 from voicebot.clock import Clock
+from voicebot.engine.aec import EchoCanceller
 from voicebot.engine.echo_gate import EchoGate
 from voicebot.engine.metering import MeteredLanguageModel
+from voicebot.engine.recognition import ContinuousRecognizer
 from voicebot.engine.speculation import PreparedAudio, Speculator
-from voicebot.engine.turn import Turn
+from voicebot.engine.turn import SpokenSentence, Turn
 from voicebot.providers.base import SpeechSynthesizer, SynthesisOptions
 from voicebot.transports.base import CallTransport
 
@@ -27,6 +29,8 @@ class SpeechOutput:
     transport: CallTransport
     clock: Clock
     gate: EchoGate
+    aec: EchoCanceller | None
+    recognition: ContinuousRecognizer
     speculator: Speculator | None
     _synth: SpeechSynthesizer
     _tts_options: SynthesisOptions
@@ -41,7 +45,8 @@ class SpeechOutput:
     async def _speak(self, turn: Turn, sentences: asyncio.Queue[str | None]) -> None:
         """Play sentences in order; the next one is synthesized while this one streams,
         so a short sentence followed by a slow synthesis leaves no gap."""
-        ahead: deque[tuple[asyncio.Task[None], asyncio.Queue[bytes | None], float]] = deque()
+        ahead: deque[tuple[asyncio.Task[None], asyncio.Queue[bytes | None], float, str]] = deque()
+        playout = self.transport.playout
         more = True
         try:
             while True:
@@ -63,10 +68,11 @@ class SpeechOutput:
                     )
                     if self.speculator is not None:
                         self.speculator.stats.spoken_chars += len(sentence)
-                    ahead.append((task, chunks, self.clock.monotonic()))
+                    ahead.append((task, chunks, self.clock.monotonic(), sentence))
                 if not ahead:
                     return
-                task, chunks, requested = ahead[0]
+                task, chunks, requested, text = ahead[0]
+                entry: SpokenSentence | None = None
                 while (pcm := await chunks.get()) is not None:
                     now = self.clock.monotonic()
                     if turn.t_first_byte is None:  # synthesis time that delayed the first audio
@@ -74,14 +80,25 @@ class SpeechOutput:
                         turn.t_first_byte = now
                     if not self.gate.bot_audible:
                         self._bot_started()
-                        turn.audio_start_ms = self._ms()
+                    if turn.audio_start_ms is None:  # it plays after what is still queued
+                        lead = max(0.0, playout.queued_ms() - playout.played_ms())
+                        turn.audio_start_ms = self._ms() + round(lead)
+                    if entry is None:  # the playback ledger: where this sentence plays
+                        entry = SpokenSentence(text, playout.queued_ms(), playout.queued_ms())
+                        turn.spoken.append(entry)
+                    if self.aec is not None:
+                        self.aec.far_end(pcm)  # the canceller's reference
                     await self.transport.play(pcm)
+                    entry.end_ms = playout.queued_ms()
                     if turn.t_first_play is None:
                         turn.t_first_play = self.clock.monotonic()
+                if entry is not None:  # its words' call times, for the echo text check
+                    lag = self.recognition.fed_ms - playout.played_ms()
+                    self.gate.bot_said(text, round(entry.start_ms + lag), round(entry.end_ms + lag))
                 ahead.popleft()
                 await task  # re-raises a synthesis error
         finally:
-            for task, _, _ in ahead:
+            for task, *_ in ahead:
                 task.cancel()
 
     def _prepared_audio(self, turn: Turn, sentence: str) -> PreparedAudio | None:

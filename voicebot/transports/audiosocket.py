@@ -5,8 +5,13 @@ wire codec is `audiosocket_wire` (pure), caller ids come from
 `audiosocket_register.CallRegistry`, pacing is `pacing.PacedSender` and the call
 lifecycle `telephony.TelephonyCall`.
 
+The call's audio kind (0x10 = 8 kHz, 0x11-0x18 = 12-192 kHz slin) is that of Asterisk's
+first audio message; we answer in the same kind. The call runs at 16 kHz when the line
+offers 16 kHz or more, else at 8 kHz, and audio is resampled (soxr) between the line's
+rate and the call's where they differ.
+
 Asterisk writes whatever we send straight into the call, with no jitter buffer and no
-pacing, so we own the playout clock: one 320-byte (20 ms) frame per 20 ms against
+pacing, so we own the playout clock: one 20 ms frame per 20 ms against
 absolute deadlines (lead = one frame), nothing while idle (the app needs no
 keep-alive frames). Barge-in simply drops our local queue: nothing is buffered on
 the Asterisk side.
@@ -27,9 +32,10 @@ from voicebot.redact import mask_number
 from voicebot.transports import g711
 from voicebot.transports.audiosocket_register import CallInfo, CallRegistry
 from voicebot.transports.audiosocket_wire import (
+    AUDIO_KINDS,
     HANGUP_FRAME,
     HEADER_BYTES,
-    SAMPLE_RATE,
+    KIND_AUDIO,
     AudioMessage,
     AudioSocketMessage,
     DtmfMessage,
@@ -44,6 +50,7 @@ from voicebot.transports.audiosocket_wire import (
 from voicebot.transports.base import AckPlayout
 from voicebot.transports.host import CallHost
 from voicebot.transports.pacing import PacedOutput, PacedSender
+from voicebot.transports.resample import StreamResampler, resample_chunk, session_rate
 from voicebot.transports.telephony import HANGUP_DRAIN_CAP_S, CallStats, TelephonyCall
 
 log = logging.getLogger(__name__)
@@ -75,17 +82,20 @@ async def read_message(reader: asyncio.StreamReader) -> AudioSocketMessage | Non
 class AudioSocketTransport(PacedOutput):
     """CallTransport over one AudioSocket connection: we are the playout clock."""
 
-    sample_rate = SAMPLE_RATE
-
-    def __init__(self, writer: asyncio.StreamWriter, clock: Clock | None = None) -> None:
+    def __init__(
+        self, writer: asyncio.StreamWriter, clock: Clock | None = None, kind: int = KIND_AUDIO
+    ) -> None:
         clock = clock or RealClock()
         self._writer = writer
-        self.playout = AckPlayout(SAMPLE_RATE)
+        self.kind = kind
+        self.line_rate = AUDIO_KINDS[kind]
+        self.sample_rate = session_rate(self.line_rate)  # what the session speaks
+        self.playout = AckPlayout(self.sample_rate)
         self._written = 0  # bot audio bytes actually written (padding excluded)
         self.pacer = PacedSender(
             self._write,
             clock,
-            sample_rate=SAMPLE_RATE,
+            sample_rate=self.line_rate,
             max_lead_ms=g711.FRAME_MS,
             max_catchup_ms=MAX_CATCHUP_FRAMES * g711.FRAME_MS,
             pad=True,
@@ -99,10 +109,14 @@ class AudioSocketTransport(PacedOutput):
         self.pacer.start()
 
     async def play(self, pcm: bytes) -> None:
-        """Queue bot audio (LINEAR16 at 8 kHz)."""
+        """Queue bot audio (LINEAR16 at `sample_rate`; resampled to the line's rate)."""
         if self.closed or not pcm:
             return
-        self.pacer.push(pcm)
+        if self.line_rate != self.sample_rate:
+            pcm_out = resample_chunk(pcm, self.sample_rate, self.line_rate)
+        else:
+            pcm_out = pcm
+        self.pacer.push(pcm_out)
         self.playout.add(len(pcm) - len(pcm) % g711.SAMPLE_WIDTH)
 
     async def clear(self) -> None:
@@ -135,14 +149,14 @@ class AudioSocketTransport(PacedOutput):
         self._writer.close()
 
     async def _write(self, frame: bytes) -> None:
-        self._writer.write(encode_audio(frame))
+        self._writer.write(encode_audio(frame, self.kind))
         await self._writer.drain()
 
     def _on_sent(self, nbytes: int) -> None:
         # After a clear the played counter must not jump back: AckPlayout keeps
         # `played` monotonic and `_written` only grows.
         self._written += nbytes
-        self.playout.ack(g711.pcm_ms(self._written, SAMPLE_RATE))
+        self.playout.ack(g711.pcm_ms(self._written, self.line_rate))
 
 
 @dataclass
@@ -224,7 +238,46 @@ class AudioSocketCall(TelephonyCall):
             self.stats.end = "busy"
             self.writer.write(HANGUP_FRAME)
             return
-        transport = AudioSocketTransport(self.writer, self.host.clock)
+        # The first audio message tells the line's rate (its kind): the session is
+        # opened with it. Asterisk streams audio from the start, so this costs <= 20 ms.
+        early_dtmf: list[DtmfMessage] = []
+        while True:
+            try:
+                msg = await asyncio.wait_for(read_message(self.reader), FIRST_FRAME_TIMEOUT_S)
+            except TimeoutError as exc:
+                raise ProtocolError("no_audio", "no audio message in time") from exc
+            if msg is None:
+                self.stats.end = "eof"
+                return
+            if isinstance(msg, AudioMessage):
+                break
+            if isinstance(msg, DtmfMessage):
+                early_dtmf.append(msg)
+            elif isinstance(msg, HangupMessage):
+                self.stats.end = "hangup"
+                return
+            elif isinstance(msg, ErrorMessage):
+                log.warning("%s: Asterisk reports error 0x%02x", self.label, msg.code)
+                self.stats.end = "error"
+                return
+            else:
+                raise ProtocolError("unexpected_type", "a second UUID message")
+        first_audio = msg
+        kind = first_audio.kind
+        transport = AudioSocketTransport(self.writer, self.host.clock, kind)
+        inbound = (
+            StreamResampler(transport.line_rate, transport.sample_rate)
+            if transport.line_rate != transport.sample_rate
+            else None
+        )
+        if kind != KIND_AUDIO:
+            log.info(
+                "%s: %d Hz line (type 0x%02x): the call runs at %d Hz",
+                self.label,
+                transport.line_rate,
+                kind,
+                transport.sample_rate,
+            )
         session = self.open_session(
             transport,
             caller_id=info.caller_id,
@@ -235,15 +288,22 @@ class AudioSocketCall(TelephonyCall):
         )
         self.transport = transport
         transport.start()
+        pending: list[AudioSocketMessage] = [*early_dtmf, first_audio]
         while True:
-            msg = await read_message(self.reader)
+            msg = pending.pop(0) if pending else await read_message(self.reader)
             if msg is None:
                 self.stats.end = self.stats.end or "eof"
                 return
             if isinstance(msg, AudioMessage):
+                if msg.kind != kind:
+                    raise ProtocolError(
+                        "kind_changed", f"audio type 0x{msg.kind:02x} in a 0x{kind:02x} call"
+                    )
                 self.stats.frames_in += 1
                 if msg.pcm:
-                    session.feed_audio(msg.pcm)
+                    pcm = inbound.process(msg.pcm) if inbound is not None else msg.pcm
+                    if pcm:
+                        session.feed_audio(pcm)
             elif isinstance(msg, DtmfMessage):
                 if msg.digit is not None:
                     self.stats.dtmf.append(msg.digit)

@@ -5,10 +5,15 @@ Every message is `type (1 byte) | length (2 bytes, big-endian) | payload`
 
     0x01 UUID (16 raw bytes, always first)   0x10 audio: slin16 LE, 8 kHz, mono
     0x03 DTMF (1 ASCII byte)                 0x00 hang-up   0xFF error (code byte)
+    0x11-0x18 audio: slin16 LE at 12, 16, 24, 32, 44.1, 48, 96, 192 kHz (recent
+              Asterisk; the current res_audiosocket docs' numbering)
 
-We only ever send 0x10 and 0x00: any other type ends Asterisk's session. A payload
-larger than the per-type limit, an unknown type or an odd audio length is a
-`ProtocolError` (the connection is closed; other calls go on).
+We answer in the audio kind the call uses, plus 0x00: any other type ends Asterisk's
+session. Audio comes in whole 20 ms frames of the kind's rate (Asterisk forwards one
+message per frame); any other size — e.g. μ-law bytes labelled 0x10, which would
+halve the call's timeline, or an older Asterisk's 0x11 = 16 kHz — is refused with a
+`ProtocolError` naming the sizes, as are a payload over the per-type limit and an
+unknown type (the connection is closed; other calls go on).
 """
 
 from __future__ import annotations
@@ -30,13 +35,33 @@ KIND_ERROR = 0xFF
 
 SAMPLE_RATE = 8000
 FRAME_BYTES = g711.pcm_bytes(SAMPLE_RATE)  # 320: 20 ms of slin16 at 8 kHz
+# Audio kinds and their sample rates (Hz).
+AUDIO_KINDS: dict[int, int] = {
+    0x10: 8000,
+    0x11: 12000,
+    0x12: 16000,
+    0x13: 24000,
+    0x14: 32000,
+    0x15: 44100,
+    0x16: 48000,
+    0x17: 96000,
+    0x18: 192000,
+}
+
+
+def frame_bytes(kind: int) -> int:
+    """Bytes of one 20 ms slin16 frame of an audio kind (320 for 0x10)."""
+    return AUDIO_KINDS[kind] * 20 // 1000 * 2
+
+
 # Largest payload accepted per type: anything bigger is a broken or hostile peer.
 MAX_PAYLOAD = {
     KIND_HANGUP: 64,
     KIND_UUID: 16,
     KIND_DTMF: 1,
-    KIND_AUDIO: FRAME_BYTES * 10,  # up to 200 ms per message (ptime is usually 20)
     KIND_ERROR: 64,
+    # up to 200 ms per message (ptime is usually 20), capped by the 16-bit length
+    **{k: min(0xFFFF, frame_bytes(k) * 10) for k in AUDIO_KINDS},
 }
 DTMF_DIGITS = frozenset("0123456789*#ABCD")
 
@@ -53,9 +78,14 @@ class UuidMessage:
 
 @dataclass(frozen=True, slots=True)
 class AudioMessage:
-    """0x10: caller audio, LINEAR16 LE at 8 kHz (may be empty)."""
+    """0x10-0x18: caller audio, LINEAR16 LE at the kind's rate (may be empty)."""
 
     pcm: bytes
+    kind: int = KIND_AUDIO
+
+    @property
+    def sample_rate(self) -> int:
+        return AUDIO_KINDS[self.kind]
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,9 +119,9 @@ def encode_frame(kind: int, payload: bytes = b"") -> bytes:
 HANGUP_FRAME = encode_frame(KIND_HANGUP)
 
 
-def encode_audio(pcm: bytes) -> bytes:
-    """An audio message (LINEAR16 at 8 kHz, one 20 ms frame in practice)."""
-    return encode_frame(KIND_AUDIO, pcm)
+def encode_audio(pcm: bytes, kind: int = KIND_AUDIO) -> bytes:
+    """An audio message of `kind` (LINEAR16 at its rate, one 20 ms frame in practice)."""
+    return encode_frame(kind, pcm)
 
 
 def parse_header(header: bytes) -> tuple[int, int]:
@@ -109,10 +139,18 @@ def parse_header(header: bytes) -> tuple[int, int]:
 
 def decode_message(kind: int, payload: bytes) -> AudioSocketMessage:
     """The typed message for a header's `kind` and its complete payload."""
-    if kind == KIND_AUDIO:
+    if kind in AUDIO_KINDS:
         if len(payload) % g711.SAMPLE_WIDTH:
             raise ProtocolError("odd_audio", f"odd audio payload of {len(payload)} bytes")
-        return AudioMessage(bytes(payload))
+        size = frame_bytes(kind)
+        if len(payload) % size:
+            raise ProtocolError(
+                "bad_frame_size",
+                f"type 0x{kind:02x} ({AUDIO_KINDS[kind]} Hz slin) carries {len(payload)} "
+                f"bytes, not whole 20 ms frames of {size} bytes (μ-law or another rate "
+                "labelled as this kind? use c(slin) / the AudioSocket app)",
+            )
+        return AudioMessage(bytes(payload), kind)
     if kind == KIND_UUID:
         if len(payload) != 16:
             raise ProtocolError("bad_uuid", f"a UUID message of {len(payload)} bytes")

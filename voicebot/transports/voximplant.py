@@ -117,8 +117,10 @@ class VoximplantTransport(PacedOutput):
         clock: Clock | None = None,
         max_lead_ms: float = 2000.0,
         chunk_ms: float = 20.0,
+        hangup_margin_ms: float = 300.0,
     ) -> None:
         clock = clock or RealClock()
+        self.hangup_margin_ms = float(hangup_margin_ms)
         self._send_text = send_text
         self._close = close
         self.encoder = OutboundEncoder(encoding)
@@ -166,6 +168,10 @@ class VoximplantTransport(PacedOutput):
         if self.closed:
             return
         await self.pacer.drain(self.playout.is_playing, HANGUP_DRAIN_CAP_S)
+        # Our playout end is an estimate and the far end's jitter buffer plays a little
+        # later: the goodbye's last syllable must not be cut by the hang-up.
+        if self.hangup_margin_ms > 0:
+            await self._clock.sleep(self.hangup_margin_ms / 1000)
         await self.aclose()
         with contextlib.suppress(Exception):
             async with self.pacer.lock:
@@ -218,6 +224,7 @@ class VoximplantStats(CallStats):
 
     media_in: int = 0
     concealed_samples: int = 0
+    chunk_restarts: int = 0
     bad_messages: int = 0
     close_code: int | None = None
 
@@ -319,6 +326,10 @@ class VoximplantCall(TelephonyCall):
         if isinstance(event, MediaEvent):
             self.stats.media_in += 1
             self.stats.concealed_samples += event.concealed_samples
+            if event.restarted:
+                self.stats.chunk_restarts += 1
+                if self.stats.chunk_restarts == 1:
+                    log.warning("%s: media chunk numbering went back: a new run", self.label)
             if event.pcm and self.session is not None:
                 self.session.feed_audio(event.pcm)
         elif isinstance(event, StartEvent):
@@ -338,6 +349,7 @@ class VoximplantCall(TelephonyCall):
             lambda: self._close(WSCloseCode.OK, "hangup"),
             out,
             max_lead_ms=self.settings.max_lead_ms,
+            hangup_margin_ms=self.settings.hangup_margin_ms,
             clock=self.host.clock,
             chunk_ms=self.settings.chunk_ms,
         )

@@ -5,6 +5,12 @@ Wire facts (docs/telephony.md, /work/shared/docs Voximplant notes):
   send "PCM16" with 8000 (Voximplant rejects it).
 - `timestamp` counts samples, `chunk` counts frames; a jump in `chunk` is lost audio,
   replaced by silence (at most `MAX_CONCEAL_MS`) so the recognizer's timeline stays true.
+  A `chunk` equal to the last, or a few behind it, is a duplicate or a late frame whose
+  slot was already filled; one further back (the media stream restarted, a new leg) is
+  a new run, accepted and reported once (`MediaEvent.restarted`) — never a call that
+  drops every later frame.
+- Encoding names: also `audio/x-mulaw` (the MIME name some scenarios send, = ULAW) and
+  PCM16 with `sampleRate: 8000` (16-bit linear at 8 kHz, = PCM8).
 - `customParameters` arrives as an object or as a JSON string of one.
 - Control messages are `{"customEvent": name, ...}`; one message never carries both
   `event` and `customEvent`.
@@ -31,6 +37,7 @@ from voicebot.transports.errors import ProtocolError
 __all__ = ["ProtocolError"]
 
 MAX_CONCEAL_MS = 2000  # one gap is never filled with more silence than this
+LATE_CHUNKS = 3  # a chunk at most this far behind the last is late, not a restart
 DTMF_DIGITS = frozenset("0123456789*#ABCD")
 EMULATOR_UTTERANCES_KEY = "x-emulator-utterances"
 
@@ -61,6 +68,21 @@ ENCODINGS: dict[str, Encoding] = {
 }
 
 
+# Other names for the same wire formats.
+ENCODING_ALIASES: dict[str, str] = {"audio/x-mulaw": "ULAW", "audio/pcmu": "ULAW"}
+
+
+def inbound_encoding(name: object, rate: int | None) -> Encoding | None:
+    """The encoding a `start` names (aliases folded), or None if we do not take it.
+    PCM16 at 8000 Hz is 16-bit linear at 8 kHz: PCM8's format."""
+    if not isinstance(name, str):
+        return None
+    key = ENCODING_ALIASES.get(name.lower(), name)  # MIME names are case-insensitive
+    if key == "PCM16" and rate == 8000:
+        return ENCODINGS["PCM8"]
+    return ENCODINGS.get(key)
+
+
 def reply_encoding(inbound: Encoding, preferred: str) -> Encoding:
     """What we send back: the configured encoding when it runs at the call's rate,
     otherwise the caller's own (a 16 kHz PCM16 call is answered in PCM16)."""
@@ -84,6 +106,7 @@ class StartEvent:
 class MediaEvent:
     pcm: bytes  # LINEAR16 at the stream's rate, concealment silence already prepended
     concealed_samples: int
+    restarted: bool = False  # the chunk numbering went back: a new run starts here
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,14 +198,15 @@ class InboundDecoder:
         if not isinstance(fmt, dict):
             raise ProtocolError("bad_message", "start without mediaFormat")
         name = fmt.get("encoding")
-        enc = ENCODINGS.get(name) if isinstance(name, str) else None
+        rate = _int_field(fmt, "sampleRate")
+        enc = inbound_encoding(name, rate)
         if enc is None:
             raise ProtocolError(
                 "unsupported_encoding",
-                f"encoding {str(name)[:20]!r} is not one of {sorted(ENCODINGS)}",
+                f"encoding {str(name)[:20]!r} is not one of "
+                f"{sorted(ENCODINGS) + sorted(ENCODING_ALIASES)}",
                 WSCloseCode.UNSUPPORTED_DATA,
             )
-        rate = _int_field(fmt, "sampleRate")
         if rate is not None and rate != enc.sample_rate:
             # The pairing is fixed (PCM8 = 8 kHz, PCM16 = 16 kHz, G.711 = 8 kHz): a
             # mismatch means someone will play 8 kHz as 16 kHz. Refuse, don't guess.
@@ -227,10 +251,16 @@ class InboundDecoder:
         ts = _int_field(body, "timestamp")
         n_samples = len(raw) // enc.bytes_per_sample
         gap = 0
-        if chunk is not None and self._last_chunk is not None:
-            if chunk <= self._last_chunk:
+        restarted = False
+        if chunk is not None and self._last_chunk is not None and chunk <= self._last_chunk:
+            if self._last_chunk - chunk <= LATE_CHUNKS:
                 # Late or duplicate: its slot was already filled (with silence).
                 return MediaEvent(b"", 0)
+            # Far behind: the numbering restarted. Take it as a new run.
+            restarted = True
+            self._last_chunk = None
+            self._next_ts = None
+        if chunk is not None and self._last_chunk is not None:
             lost = chunk - self._last_chunk - 1
             if lost > 0:
                 if ts is not None and self._next_ts is not None and ts > self._next_ts:
@@ -245,7 +275,7 @@ class InboundDecoder:
         pcm = enc.decode(raw)
         if gap:
             pcm = g711.silence(gap * g711.SAMPLE_WIDTH) + pcm
-        return MediaEvent(pcm, gap)
+        return MediaEvent(pcm, gap, restarted)
 
     def _stop(self, msg: Mapping[str, Any]) -> StopEvent:
         body = msg.get("stop")
