@@ -25,6 +25,7 @@ from booking.catalog import Catalog
 from booking.extract import Expecting, Extraction, extract
 from booking.extract.phone import normalize_phone
 from booking.faq import FREE_QUESTION, FaqSettings, FreeQuestions, is_free_question
+from booking.heard import note_unheard, reread
 from booking.llm import LlmExtractor, llm_summary, only_new_slots
 from booking.machine import BookingMachine
 from booking.metrics import OutboxDepth
@@ -44,7 +45,6 @@ from booking.speculative import (
     needs_model,
     sandbox,
 )
-from booking.state import Phase
 from booking.store.base import BookingStore, open_store
 from booking.summary import template_summary, transcript_text
 from voicebot.clock import Clock, RealClock
@@ -342,36 +342,18 @@ class BookingDialogue:
             yield part
 
     def on_unheard(self, said: str, heard: str) -> None:
-        """The engine reports that only `heard` of the reply `said` was played (the
-        caller interrupted it, or it was cancelled unheard). The model's history keeps
-        what was heard; a read-back that was not heard out cannot be confirmed."""
-        for i in range(len(self._history) - 1, -1, -1):
-            msg = self._history[i]
-            if msg.role == "assistant" and msg.text == said:
-                if heard:
-                    self._history[i] = ChatMessage("assistant", heard)
-                else:
-                    del self._history[i]
-                break
-        st = self.machine.state
-        if st.phase == Phase.CONFIRMING and st.last_prompt and st.last_prompt not in heard:
-            self._readback_unheard = True
+        """Engine hook: only `heard` of `said` was played (see `booking.heard`)."""
+        self._readback_unheard = note_unheard(self._history, self.machine.state, said, heard)
 
     async def reply(self, text: str) -> AsyncIterator[ReplyPart]:
         async with self._lock:
             self._question = None
             history_before = len(self.machine.state.history)
             mark = self.audit.mark()
-            st = self.machine.state
-            if self._readback_unheard and st.phase == Phase.CONFIRMING and st.last_prompt:
-                # A "да" to a read-back the caller never heard out confirms nothing:
-                # read it again first.
-                self._readback_unheard = False
-                self.turn_log.append({"text": text, "readback_unheard": True})
-                parts: Sequence[ReplyPart] = [st.last_prompt]
-            else:
-                self._readback_unheard = False
-                parts = await self.machine.reply(text)
+            # A "да" to a read-back not heard out confirms nothing: it is read again.
+            again = reread(self.machine.state, self._readback_unheard, text, self.turn_log)
+            self._readback_unheard = False
+            parts: Sequence[ReplyPart] = again or await self.machine.reply(text)
             self.audit.record("reply", text, mark, parts)
             question = self._question
             self.last_decision = (

@@ -146,7 +146,7 @@ def _split(data: bytes) -> list[tuple[int, bytes]]:
 
 def _encode(m: asw.AudioSocketMessage) -> bytes:
     if isinstance(m, asw.AudioMessage):
-        return asw.encode_frame(asw.KIND_AUDIO, m.pcm)
+        return asw.encode_frame(m.kind, m.pcm)  # 0x10-0x18: answered in kind
     if isinstance(m, asw.UuidMessage):
         return asw.encode_frame(asw.KIND_UUID, uuid.UUID(m.uuid).bytes)
     if isinstance(m, asw.DtmfMessage):
