@@ -554,6 +554,13 @@ async def test_e2e_booking_call_over_voximplant(e2e: E2E, caller_speech) -> None
     for line in good.session.transcript:
         print(f"  {line.at_ms:>6} {line.role}: {line.text}")
     assert dialogue["outcome"] == "booked", dialogue
+    # The stored call record holds what the caller heard: the read-back they talked
+    # over is cut where the clear stopped it; the repeated one is whole.
+    record = await e2e.runtime.dialogues.store.get_call(good.session.session_id)
+    bot_lines = [t["text"] for t in record.transcript if t["role"] == "bot"]
+    readbacks = [t for t in bot_lines if t.startswith("Записываю вас")]
+    assert len(readbacks) == 2
+    assert not readbacks[0].endswith("Всё верно?") and readbacks[1].endswith("Всё верно?")
     (booking,) = dialogue["bookings"]
     assert booking["service"] == "haircut"
     assert booking["name"] == "Анна"
