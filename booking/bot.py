@@ -267,6 +267,7 @@ class BookingDialogue:
             expecting,
             now=self.machine.now(),
             current_service=st.slots.service,
+            have_name=st.slots.name is not None,
         )
         if is_free_question(text, det):
             # Not for the slot extractor: answered from the salon's facts (booking.faq).
@@ -395,6 +396,7 @@ class BookingDialogue:
             expecting,
             now=self.machine.now(),
             current_service=st.slots.service,
+            have_name=st.slots.name is not None,
         )
         if is_free_question(text, det) or needs_model(det, self.p.use_llm, self.llm is not None):
             raise NotSpeculable("model")

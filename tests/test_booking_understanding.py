@@ -255,7 +255,7 @@ def test_a_master_named_when_the_name_is_asked_is_not_the_callers_name() -> None
     [
         ("Стрижка завтра в 12, Светлана", "Светлана"),
         ("Олег, стрижка на завтра", "Олег"),
-        ("Стрижка завтра в 12, Иван", None),  # a master's name: not taken as the caller's
+        ("Стрижка завтра в 12, Иван", "Иван"),  # unmarked: the caller's, not master Иван
         ("к Саше на завтра", None),  # marked: a master, not the caller
         ("Вера в лучшее", None),  # mostly a common word
     ],
@@ -269,3 +269,21 @@ def test_a_phone_piece_can_start_the_number_over() -> None:
     assert (got.phone_part, got.phone_restart) == ("8926", True)
     assert ex("123", "phone").phone_restart is False
     assert ex("45 67", "phone").phone_restart is False
+
+
+@pytest.mark.parametrize(
+    ("text", "expecting", "have_name", "name_like", "master"),
+    [
+        ("Пётр, хочу постричься завтра в 14:00", None, False, "Пётр", None),
+        ("Пётр, хочу постричься завтра в 14:00", None, True, None, "Петр"),
+        ("А Пётр завтра свободен?", None, False, None, "Петр"),
+        ("Пётр", "choice", False, None, "Петр"),
+        ("нет, не Иван, а Пётр", "confirm", True, None, "Петр"),
+        ("хочу к Петру", None, False, None, "Петр"),
+    ],
+)
+def test_an_unmarked_masters_name_is_the_callers_while_the_name_is_missing(
+    text: str, expecting: str | None, have_name: bool, name_like: str | None, master: str | None
+) -> None:
+    got = ex(text, expecting, have_name=have_name)
+    assert (got.name_like, got.master) == (name_like, master)

@@ -29,7 +29,10 @@ from booking.extract.services import (
     master_name_forms,
     wants_any_master,
 )
+from booking.extract.text import tokenize
 from booking.extract.when import parse_when
+
+_ASKS_ABOUT_MASTER = {"работает", "работают", "свободен", "свободна", "свободны", "занят"}
 
 Expecting = Literal["service", "date", "time", "name", "phone", "confirm", "choice"] | None
 
@@ -142,6 +145,7 @@ def extract(
     *,
     now: datetime | None = None,
     current_service: str | None = None,
+    have_name: bool = False,
 ) -> Extraction:
     """Everything the caller said in one utterance, validated against the catalog.
 
@@ -180,10 +184,20 @@ def extract(
         skip_ordinals=choice is not None,
     )
     service = find_service(work, catalog) or find_service_without(work, catalog, current_service)
+    # A master's name with nothing marking a master («Пётр, хочу постричься…») is the
+    # caller's own name while that is still missing; «к Петру», «мастер Пётр», a pick
+    # among offered masters, a read-back correction or a question about a master mark one.
+    words = {t.norm for t in tokenize(work)}
+    master_ok = (
+        have_name
+        or expecting in {"choice", "confirm"}
+        or "?" in text
+        or bool(words & _ASKS_ABOUT_MASTER)
+    )
     return Extraction(
         service=service,
         service_unknown=None if service else find_unoffered(work),
-        master=find_master(work, catalog),
+        master=find_master(work, catalog, marked_only=not master_ok),
         master_any=wants_any_master(work),
         date=when.date,
         time=when.time,
@@ -201,7 +215,9 @@ def extract(
         unplaced=when.unplaced,
         only_date_unsure=when.only_date_unsure,
         master_unknown=find_unknown_master(work, catalog),
-        name_like=None if name else find_name_like(work, master_name_forms(catalog)),
+        name_like=None
+        if name
+        else find_name_like(work, master_name_forms(catalog) if master_ok else frozenset()),
     )
 
 
