@@ -33,7 +33,7 @@ from voicebot.providers.base import (
     ReopenNow,
     SpeechRecognizer,
 )
-from voicebot.providers.options import StreamPolicy
+from voicebot.stt_options import StreamPolicy
 
 __all__ = ["speech"]
 

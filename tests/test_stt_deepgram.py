@@ -29,8 +29,8 @@ from voicebot.providers.base import (
     RecognitionOptions,
 )
 from voicebot.providers.deepgram import DeepgramSettings, DeepgramSTT
-from voicebot.providers.options import StreamPolicy
 from voicebot.providers.wsstream import Reconnect
+from voicebot.stt_options import StreamPolicy
 
 __all__ = ["speech"]
 

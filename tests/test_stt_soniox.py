@@ -28,9 +28,9 @@ from voicebot.providers.base import (
     ProviderError,
     RecognitionOptions,
 )
-from voicebot.providers.options import StreamPolicy
 from voicebot.providers.soniox import SonioxSettings, SonioxSTT
 from voicebot.providers.wsstream import Reconnect
+from voicebot.stt_options import StreamPolicy
 
 __all__ = ["speech"]
 

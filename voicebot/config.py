@@ -22,14 +22,14 @@ from typing import Any
 
 import yaml
 
-from voicebot.providers.options import (
+from voicebot.redact import redact_url
+from voicebot.stt_options import (
     RETIRED_POLICY_KEYS,
     RETIRED_VENDOR_KEYS,
     DeepgramSettings,
     ElevenLabsSettings,
     SonioxSettings,
 )
-from voicebot.redact import redact_url
 
 log = logging.getLogger(__name__)
 

@@ -339,10 +339,18 @@ def _select_recognizer(
     emulator: Emulator | None,
     closers: list[Any],
 ) -> SpeechRecognizer:
-    """Provider selection (explicit, config preference, first configured) and failover."""
+    """Provider selection (explicit, config preference, first configured) and failover;
+    offline, vendors without a key run on the emulator's local fakes."""
     from voicebot.providers.registry import build_recognizer
 
-    rec = build_recognizer(name, cfg.stt, yandex=yandex, emulator=emulator)
+    offline = None
+    if emulator is not None:
+        from voicebot.emulator.fakes import VendorFakes
+
+        stt = emulator.stt
+        offline = VendorFakes(getattr(stt, "scripts", None), getattr(stt, "script", None) or ())
+        closers.append(offline)
+    rec = build_recognizer(name, cfg.stt, yandex=yandex, offline=offline)
     if rec is not yandex:  # the Yandex client is already closed by the runtime
         closers.insert(0, rec)
     return rec

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import dataclasses
 import json
 import logging
 from collections.abc import Callable, Sequence
@@ -28,6 +29,7 @@ from websockets.http11 import Request, Response
 
 from voicebot.emulator.scripts import ScriptCursor, ScriptRegistry, parse_utterances_bin
 from voicebot.emulator.vad import EnergyVad
+from voicebot.stt_options import OFFLINE_KEY, VendorOptions
 
 log = logging.getLogger(__name__)
 
@@ -382,3 +384,34 @@ async def start_fakes(
     for f in (fakes.elevenlabs, fakes.deepgram, fakes.soniox):
         await f.start()
     return fakes
+
+
+class VendorFakes:
+    """The STT vendors offline: one local fake server per vendor (a test double),
+    started on first use and sharing the emulator's transcript scripts, so
+    `voicebot simulate --stt deepgram` works with no network. The runtime hands this to
+    the provider registry (`registry.OfflineVendors`) and closes it."""
+
+    def __init__(self, registry: ScriptRegistry | None, script: Sequence[str] = ()) -> None:
+        self._registry = registry
+        self._script = list(script)
+        self.fakes: dict[str, FakeServer] = {}
+
+    async def serve(self, name: str, options: VendorOptions) -> tuple[VendorOptions, FakeServer]:
+        """Start `name`'s fake (once); options pointing at it, and the fake."""
+        fake = self.fakes.get(name)
+        if fake is None:
+            fake = make_fake(name, registry=self._registry)
+            fake.set_script(self._script)
+            await fake.start()
+            self.fakes[name] = fake
+            log.warning(
+                "STT %s runs OFFLINE on a local fake server (a test double) at %s", name, fake.url
+            )
+        return dataclasses.replace(options, url=fake.url, api_key=OFFLINE_KEY), fake
+
+    async def aclose(self) -> None:
+        """Stop every fake started."""
+        fakes, self.fakes = list(self.fakes.values()), {}
+        for fake in fakes:
+            await fake.stop()

@@ -24,12 +24,12 @@ from voicebot.providers.base import (
     RecognitionOptions,
     Word,
 )
-from voicebot.providers.options import DEEPGRAM_URL, DeepgramSettings
 from voicebot.providers.wsstream import (
     Reconnect,
     WsRecognitionStream,
     header_pairs,
 )
+from voicebot.stt_options import DEEPGRAM_URL, DeepgramSettings
 
 log = logging.getLogger(__name__)
 

@@ -32,8 +32,8 @@ from voicebot.providers.base import (
     RecognitionOptions,
     Word,
 )
-from voicebot.providers.options import ELEVENLABS_URL, ElevenLabsSettings
 from voicebot.providers.wsstream import Reconnect, WsRecognitionStream, header_pairs
+from voicebot.stt_options import ELEVENLABS_URL, ElevenLabsSettings
 
 log = logging.getLogger(__name__)
 

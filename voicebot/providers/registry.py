@@ -18,27 +18,24 @@ from __future__ import annotations
 
 import asyncio
 import copy
-import dataclasses
 import logging
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from voicebot.config import STT_PROVIDERS, VENDOR_KEY_ENV, SttProviders
 from voicebot.providers.base import RecognitionOptions, RecognitionStream, SpeechRecognizer
 from voicebot.providers.failover import FailoverRecognizer
-from voicebot.providers.options import DeepgramSettings, ElevenLabsSettings, SonioxSettings
-
-if TYPE_CHECKING:
-    from voicebot.emulator.fakes import FakeServer
-    from voicebot.emulator.main import Emulator
+from voicebot.stt_options import (
+    OFFLINE_KEY,
+    DeepgramSettings,
+    ElevenLabsSettings,
+    VendorOptions,
+)
 
 log = logging.getLogger(__name__)
 
 PROVIDERS = STT_PROVIDERS
 KEY_ENV = VENDOR_KEY_ENV
-OFFLINE_KEY = "offline-fake-key"  # what clients send to a local fake that checks no key
-
-VendorOptions = ElevenLabsSettings | DeepgramSettings | SonioxSettings
 
 
 def configured(settings: SttProviders, *, yandex: bool, offline: bool = False) -> list[str]:
@@ -73,21 +70,32 @@ def select_provider(
     return usable[0]
 
 
+class OfflineVendors(Protocol):
+    """Local stand-ins for the STT vendors when the runtime runs offline (the
+    emulator's `VendorFakes`, a test double): handed in by the runtime."""
+
+    async def serve(self, name: str, options: VendorOptions) -> tuple[VendorOptions, Any]:
+        """Start `name`'s fake; return options pointing at it, and the fake itself."""
+        ...
+
+
 class LazyRecognizer:
-    """Builds its recognizer (and, offline, starts its fake server) on the first stream."""
+    """Builds its recognizer (and, offline, has its fake server started) on the first stream."""
 
     def __init__(self, name: str, factory: Callable[[], Any]) -> None:
         self.name = name
         self._factory = factory
         self._inner: SpeechRecognizer | None = None
         self._lock = asyncio.Lock()
-        self.fake: FakeServer | None = None  # offline only
+        self.fake: Any = None  # offline only: the local fake serving this vendor
 
     @property
     def started(self) -> bool:
+        """The client has been built (a stream was opened)."""
         return self._inner is not None
 
     async def get(self) -> SpeechRecognizer:
+        """The client, built on first use."""
         async with self._lock:
             if self._inner is None:
                 made = self._factory()
@@ -96,16 +104,15 @@ class LazyRecognizer:
             return self._inner
 
     async def open_stream(self, options: RecognitionOptions) -> RecognitionStream:
+        """A stream of the (now built) client."""
         return await (await self.get()).open_stream(options)
 
     async def aclose(self) -> None:
+        """Close the client (its offline fake belongs to whoever started it)."""
         inner, self._inner = self._inner, None
         close = getattr(inner, "aclose", None)
         if close is not None:
             await close()
-        if self.fake is not None:
-            await self.fake.stop()
-            self.fake = None
 
 
 def _vendor_client(options: VendorOptions) -> SpeechRecognizer:
@@ -123,24 +130,15 @@ def _vendor_client(options: VendorOptions) -> SpeechRecognizer:
     return SonioxSTT(options)
 
 
-def _lazy_vendor(name: str, vs: VendorOptions, emulator: Emulator | None) -> LazyRecognizer:
+def _lazy_vendor(name: str, vs: VendorOptions, offline: OfflineVendors | None) -> LazyRecognizer:
     lazy = LazyRecognizer(name, lambda: None)
-    if vs.api_key or emulator is None:
+    if vs.api_key or offline is None:
         lazy._factory = lambda: _vendor_client(vs)
         return lazy
 
     async def with_fake() -> SpeechRecognizer:
-        from voicebot.emulator.fakes import make_fake
-
-        stt = getattr(emulator, "stt", None)
-        fake = make_fake(name, registry=getattr(stt, "scripts", None))
-        fake.set_script(getattr(stt, "script", []) or [])
-        await fake.start()
-        lazy.fake = fake
-        log.warning(
-            "STT %s runs OFFLINE on a local fake server (a test double) at %s", name, fake.url
-        )
-        return _vendor_client(dataclasses.replace(vs, url=fake.url, api_key=OFFLINE_KEY))
+        served, lazy.fake = await offline.serve(name, vs)
+        return _vendor_client(served)
 
     lazy._factory = with_fake
     return lazy
@@ -151,14 +149,14 @@ def build_recognizer(
     settings: SttProviders,
     *,
     yandex: SpeechRecognizer | None,
-    emulator: Emulator | None = None,
+    offline: OfflineVendors | None = None,
     endpoints_override: Mapping[str, str] | None = None,
 ) -> SpeechRecognizer:
     """The recognizer for a call or process: the selected provider, wrapped in a
     `FailoverRecognizer` when `stt.failover` names further configured providers.
 
-    `yandex`: the Yandex recognizer (the runtime already has one). `emulator`: offline,
-    vendors without a key run on local fakes. `endpoints_override`: provider -> URL (e.g.
+    `yandex`: the Yandex recognizer (the runtime already has one). `offline`: the
+    runtime runs on the emulator, and vendors without a key run on its local fakes. `endpoints_override`: provider -> URL (e.g.
     `start_fakes().urls`), taking precedence over config; such a vendor counts as configured.
     The result has `aclose()`. Raises ValueError for an unknown or unconfigured provider.
     """
@@ -169,9 +167,9 @@ def build_recognizer(
         vs = settings.vendor(prov)
         vs.url = url
         vs.api_key = vs.api_key or OFFLINE_KEY
-    offline = emulator is not None
-    primary = select_provider(name, settings, yandex=yandex is not None, offline=offline)
-    usable = configured(settings, yandex=yandex is not None, offline=offline)
+    is_offline = offline is not None
+    primary = select_provider(name, settings, yandex=yandex is not None, offline=is_offline)
+    usable = configured(settings, yandex=yandex is not None, offline=is_offline)
     chain = [primary]
     for p in settings.failover:
         if p in chain:
@@ -185,7 +183,7 @@ def build_recognizer(
         if p == "yandex":
             assert yandex is not None
             return yandex
-        return _lazy_vendor(p, settings.vendor(p), emulator)
+        return _lazy_vendor(p, settings.vendor(p), offline)
 
     recs = [make(p) for p in chain]
     log.info("STT providers: %s", " -> ".join(chain))

@@ -25,8 +25,8 @@ from voicebot.providers.base import (
     RecognitionOptions,
     Word,
 )
-from voicebot.providers.options import SONIOX_URL, SonioxSettings
 from voicebot.providers.wsstream import Reconnect, WsRecognitionStream, header_pairs
+from voicebot.stt_options import SONIOX_URL, SonioxSettings
 
 log = logging.getLogger(__name__)
 

@@ -32,7 +32,7 @@ from voicebot.providers.base import (
     RecognitionOptions,
     StreamLimitError,
 )
-from voicebot.providers.options import StreamPolicy
+from voicebot.stt_options import StreamPolicy
 from voicebot.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)

@@ -20,6 +20,7 @@ RETIRED_POLICY_KEYS = frozenset(
     {"max_reconnects", "backoff_s", "backoff_max_s", "replay_max_s", "keepalive_s"}
 )
 RETIRED_VENDOR_KEYS = frozenset({"keepalive_silence_ms"})
+OFFLINE_KEY = "offline-fake-key"  # what clients send to a local fake that checks no key
 
 
 @dataclass
@@ -81,3 +82,6 @@ class SonioxSettings:
     max_endpoint_delay_ms: int | None = None  # None: RecognitionOptions.eou_pause_ms (500..3000)
     context: dict[str, Any] | None = None
     policy: StreamPolicy = field(default_factory=StreamPolicy)
+
+
+VendorOptions = ElevenLabsSettings | DeepgramSettings | SonioxSettings
