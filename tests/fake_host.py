@@ -82,6 +82,9 @@ class FakeHost:
     def public_info(self) -> dict[str, str]:
         return {}
 
+    def mount_dialogue_routes(self, app: Any) -> None:
+        return None
+
     def by_id(self, session_id: str) -> Any:
         """The session with this id, live or released."""
         return next(s for s in self.sessions if s.session_id == session_id)

@@ -11,10 +11,13 @@ from __future__ import annotations
 import importlib
 from collections.abc import AsyncIterator, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from voicebot.clock import Clock
 from voicebot.providers.base import LanguageModel
+
+if TYPE_CHECKING:
+    from aiohttp import web
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,6 +150,10 @@ class DialogueProvider(Protocol):
         engine does not know what is secret in a domain section."""
         ...
 
+    def extra_routes(self, app: web.Application) -> None:
+        """Mount the domain's own pages on the server's app (none: do nothing)."""
+        ...
+
     async def aclose(self) -> None: ...
 
     # Optional hooks, looked up with getattr (a provider may lack them):
@@ -200,6 +207,9 @@ class EchoProvider:
 
     def redacted(self) -> Mapping[str, Any]:
         return {}
+
+    def extra_routes(self, app: web.Application) -> None:
+        return None
 
     async def aclose(self) -> None:
         return None

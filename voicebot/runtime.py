@@ -295,6 +295,12 @@ class Runtime:
         """What the dialogue domain lets a browser page show before a call."""
         return self.dialogues.public_info()
 
+    def mount_dialogue_routes(self, app: Any) -> None:
+        """Let each dialogue domain mount its own pages (the booking bot's salon page
+        and calendar feed) on the server's aiohttp app."""
+        for provider in {id(p): p for p in self.modes.values()}.values():
+            provider.extra_routes(app)
+
     def redacted_config(self) -> dict[str, Any]:
         """The whole configuration as it may be logged (each dialogue masks its own)."""
         domain: dict[str, Any] = {}

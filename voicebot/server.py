@@ -76,6 +76,10 @@ class ServedHost(CallHost, Protocol):
         """What the dialogue domain lets the page show before a call."""
         ...
 
+    def mount_dialogue_routes(self, app: web.Application) -> None:
+        """Let the dialogue domain mount its own pages on `app`."""
+        ...
+
 
 STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
 
@@ -138,9 +142,7 @@ def create_app(
     _mount_telephony(app, runtime)
     # The dialogue domain may serve pages of its own (the booking bot's salon page and
     # calendar feed); the engine only offers it the app.
-    extra_routes = getattr(getattr(runtime, "dialogues", None), "extra_routes", None)
-    if extra_routes is not None:
-        extra_routes(app)
+    runtime.mount_dialogue_routes(app)
     return app
 
 

@@ -54,6 +54,10 @@ class ChatProvider:
         """`chat:` as it may be logged (it holds nothing secret)."""
         return {"chat": dataclasses.asdict(self.settings)}
 
+    def extra_routes(self, app: Any) -> None:
+        """The chat serves no pages of its own."""
+        return None
+
     async def aclose(self) -> None:
         return None
 
