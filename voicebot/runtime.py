@@ -104,15 +104,48 @@ class Runtime:
         force_emulator: bool = False,
         dialogue_options: Mapping[str, Any] | None = None,
     ) -> Runtime:
+        """Build the process's providers, dialogue domains and (offline) the emulator.
+
+        Raises what the failing step raised, after closing whatever had started."""
+        closers: list[Any] = []
+        try:
+            return await cls._assemble(
+                cfg,
+                closers,
+                stt_script=stt_script,
+                store=store,
+                stt_provider=stt_provider,
+                clock=clock or RealClock(),
+                force_emulator=force_emulator,
+                dialogue_options=dialogue_options,
+            )
+        except BaseException:
+            # A later step failed (an unknown dialogue factory, a bad store URL): what
+            # already started (the in-process emulator, clients) is closed, not leaked.
+            await _close_all(closers)
+            raise
+
+    @classmethod
+    async def _assemble(
+        cls,
+        cfg: Config,
+        closers: list[Any],
+        *,
+        stt_script: str | None,
+        store: str | None,
+        stt_provider: str | None,
+        clock: Clock,
+        force_emulator: bool,
+        dialogue_options: Mapping[str, Any] | None,
+    ) -> Runtime:
+        """`create`'s steps; everything started is added to `closers` at once."""
         from voicebot.providers.yandex.gpt import YandexGPT
         from voicebot.providers.yandex.stt import YandexSTT
         from voicebot.providers.yandex.tts import YandexTTS
 
-        clock = clock or RealClock()
         y = cfg.yandex
         emulator = None
         offline = force_emulator or not y.has_credentials
-        closers: list[Any] = []
         if offline:
             from voicebot.emulator.main import Emulator
 
@@ -121,8 +154,8 @@ class Runtime:
                 emu_settings = replace(emu_settings, stt_script=stt_script)
             api_key = secrets.token_urlsafe(24)
             emulator = Emulator(emu_settings, api_key=api_key)
-            await emulator.start()
             closers.append(emulator)
+            await emulator.start()
             auth: YandexAuth = ApiKeyAuth(api_key)
             stt_ep, tts_ep, llm_url, tls = (
                 emulator.stt_endpoint,
@@ -320,22 +353,28 @@ class Runtime:
             metrics.call_ended(channel)
 
     async def aclose(self) -> None:
-        """Close the providers, the dialogue domain and the emulator, in that order."""
+        """Close the providers, the dialogue domain and the emulator, in that order
+        (errors logged, the rest still closed)."""
         self._unlisten()
-        for obj in self._closers:
-            close = getattr(obj, "aclose", None) or getattr(obj, "stop", None)
-            if close is None:
-                continue
-            try:
-                await close()
-            except Exception:
-                log.exception("error while closing %r", type(obj).__name__)
+        await _close_all(self._closers)
 
     async def __aenter__(self) -> Runtime:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
         await self.aclose()
+
+
+async def _close_all(closers: Sequence[Any]) -> None:
+    """Close each (its `aclose` or `stop`), in order; one failing does not stop the rest."""
+    for obj in closers:
+        close = getattr(obj, "aclose", None) or getattr(obj, "stop", None)
+        if close is None:
+            continue
+        try:
+            await close()
+        except Exception:
+            log.exception("error while closing %r", type(obj).__name__)
 
 
 def _select_recognizer(

@@ -30,6 +30,7 @@ from booking.notify.settings import SenderSettings
 from booking.notify.templates import Rendered, Templates
 from voicebot.clock import Clock
 from voicebot.ops import metrics
+from voicebot.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -144,11 +145,8 @@ class OutboxSender:
 
     async def stop(self) -> None:
         """Stop the loop and close the channels."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        task, self._task = self._task, None
+        await cancel_and_wait(task)
         for ch in self.channels.values():
             with contextlib.suppress(Exception):
                 await ch.aclose()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
@@ -14,6 +13,7 @@ from aiohttp import web
 from booking.privacy import PrivacySettings
 from booking.privacy.act import PurgeReport
 from booking.store.base import BookingStore
+from voicebot.tasks import cancel_and_wait
 
 if TYPE_CHECKING:
     from booking.bot import BookingProvider
@@ -59,8 +59,6 @@ def add_daily_purge(app: web.Application, provider: BookingProvider) -> None:
     async def ctx(app: web.Application) -> AsyncIterator[None]:
         task = asyncio.get_running_loop().create_task(loop(), name="privacy-purge")
         yield
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        await cancel_and_wait(task)
 
     app.cleanup_ctx.append(ctx)

@@ -14,7 +14,6 @@ right after YCLIENTS confirmed.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import uuid
@@ -40,6 +39,7 @@ from booking.yclients.settings import EMULATOR, YclientsSettings
 from booking.yclients.times import FreeTimes, nearest_options
 from voicebot.clock import Clock, RealClock
 from voicebot.redact import mask_number
+from voicebot.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -146,10 +146,7 @@ class YclientsBackend:
 
     async def close(self) -> None:
         """Stop the refresh task, the HTTP client and an in-process emulator."""
-        if self._refresh is not None:
-            self._refresh.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._refresh
+        await cancel_and_wait(self._refresh)
         if self.client is not None:
             await self.client.aclose()
         if self._emulator is not None:

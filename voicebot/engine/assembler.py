@@ -52,13 +52,11 @@ class UtteranceAssembler:
         min_voiced_ms: int,
         on_partial: Callable[[Segment], None],
         on_utterance: Callable[[Utterance], None],
-        on_noise: Callable[[str, int], None] | None = None,
     ) -> None:
         self._normalize = normalize
         self._min_voiced_ms = min_voiced_ms
         self._on_partial = on_partial
         self._on_utterance = on_utterance
-        self._on_noise = on_noise or (lambda text, ms: None)
         self._base_ms = 0
         self._seg_counter = 0
         self._segment: Segment | None = None
@@ -225,7 +223,6 @@ class UtteranceAssembler:
         self._segment = None
         if not text or (end - start) < self._min_voiced_ms:
             self.dropped += 1
-            self._on_noise(text, end - start)
             if seg is not None and seg.text:
                 seg.text = ""
                 seg.revision += 1

@@ -8,6 +8,7 @@ forwards to the transport.
 
 from __future__ import annotations
 
+import logging
 from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -16,6 +17,8 @@ from typing import Any
 from voicebot.providers.base import Word
 
 Event = dict[str, Any]
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(slots=True)
@@ -51,6 +54,7 @@ class EventLog:
         self._seq = 0
         self.counts: Counter[str] = Counter()
         self.listeners: list[Callable[[Event], None]] = []
+        self.dropped = 0  # events the transport failed to deliver
 
     async def emit(self, type_: str, **fields: Any) -> Event:
         self._seq += 1
@@ -60,8 +64,19 @@ class EventLog:
             listener(event)
         try:
             await self._sink(event)
-        except Exception:  # a closed socket must not kill the call flow
-            pass
+        except Exception as exc:  # a closed socket must not kill the call flow
+            self.dropped += 1
+            # The first one says why; the rest of a dead socket's stream is noise.
+            level = logging.WARNING if self.dropped == 1 else logging.DEBUG
+            log.log(
+                level,
+                "%s: event %s not delivered (%s: %s)",
+                self.session_id,
+                type_,
+                type(exc).__name__,
+                exc,
+                exc_info=self.dropped == 1,
+            )
         return event
 
     def transcript(self, segment: Segment) -> Awaitable[Event]:

@@ -20,7 +20,6 @@ runs the browser demo, both telephony bridges, the simulator and the tests.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import uuid
 from collections.abc import AsyncIterator, Coroutine, Mapping
@@ -226,7 +225,6 @@ class CallSession(SpeechOutput, TurnTaking):
             text = f"{self._pending_join} {text}"
             self._pending_join = None
         turn = Turn(self._next_turn_id(), "utterance", caller_text=text)
-        turn.speech_end_ms = utt.end_ms
         turn.stt_wait_ms = max(0.0, float(self.recognition.fed_ms - utt.end_ms))
         if self.speculator is not None and text == utt.text:
             turn.prepared = self.speculator.take()
@@ -436,10 +434,7 @@ class CallSession(SpeechOutput, TurnTaking):
             await self.clock.sleep(0.05)
 
     async def _cancel_turn(self) -> None:
-        if self._turn_task is not None and not self._turn_task.done():
-            self._turn_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._turn_task
+        await cancel_and_wait(self._turn_task)
 
     async def _finish(self, reason: str) -> Mapping[str, Any]:
         try:

@@ -21,7 +21,6 @@ counted (`extra_chars`), next to the characters that were (`spoken_chars`).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import AsyncIterator, Hashable
 from dataclasses import asdict, dataclass
@@ -30,6 +29,7 @@ from voicebot.clock import Clock
 from voicebot.dialogue import Speculative
 from voicebot.engine.sentences import first_piece
 from voicebot.providers.base import SpeechSynthesizer, SynthesisOptions
+from voicebot.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -203,6 +203,7 @@ class Speculator:
         self._timer = None
 
     async def aclose(self) -> None:
+        """Stop watching, drop what was prepared, and wait for the timer to end."""
+        timer = self._timer
         self.reset()
-        with contextlib.suppress(asyncio.CancelledError):
-            await asyncio.sleep(0)
+        await cancel_and_wait(timer)

@@ -64,7 +64,6 @@ class Turn:
     id: str
     trigger: str  # "greeting" | "utterance" | "text" | "silence"
     caller_text: str = ""
-    speech_end_ms: int | None = None  # call audio time the caller stopped speaking
     stt_wait_ms: float = 0.0  # end of speech -> utterance complete (EOU pause + recognizer)
     t_input: float = 0.0  # utterance complete / text received
     t_first_text: float | None = None

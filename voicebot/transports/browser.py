@@ -26,6 +26,7 @@ from typing import Any, Protocol
 from aiohttp import WSCloseCode, WSMsgType, web
 
 from voicebot.ops.limits import TokenBucket
+from voicebot.tasks import cancel_and_wait
 from voicebot.transports.base import AckPlayout, end_session, receive_before
 from voicebot.transports.errors import ProtocolError
 
@@ -224,9 +225,7 @@ class BrowserCall:
             if reader.done():
                 return reader.result()
             # The session finished (the bot hung up, or it failed), or a limit hit.
-            reader.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await reader
+            await cancel_and_wait(reader)
             return "bot_hangup"
         finally:
             interrupt.cancel()

@@ -10,7 +10,6 @@ synchronously. The private key and tokens never appear in reprs or logs.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import time
@@ -24,6 +23,7 @@ from cryptography.hazmat.primitives import serialization
 
 from voicebot.clock import Clock, RealClock
 from voicebot.providers.base import AuthError, ProviderError
+from voicebot.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -109,10 +109,7 @@ class IamTokenAuth:
     async def aclose(self) -> None:
         self._closed = True
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(task)
         if self._own_http and self._http is not None:
             await self._http.aclose()
             self._http = None
