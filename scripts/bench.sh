@@ -20,7 +20,7 @@ run vox-50 --transport voximplant --calls 50
 run as-50 --transport audiosocket --calls 50
 run ws-ramp --calls 800 --ramp
 "$PY" -m voicebot.cli bench --suite --json >"$OUT/suite.json"
-"$PY" -m voicebot.bench_report docs/benchmarks.md \
+"$PY" -m voicebot.bench.report docs/benchmarks.md \
   "scripts/bench.sh $D  (voicebot bench --calls N --duration $D [--dialogue chat] [--transport T] [--ramp] --json; voicebot bench --suite --json)" \
   "$OUT"/ws-1.json "$OUT"/ws-100.json "$OUT"/chat-1.json "$OUT"/chat-100.json \
   "$OUT"/ws-50.json "$OUT"/ws-200.json "$OUT"/vox-50.json "$OUT"/as-50.json \

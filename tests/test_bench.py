@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from voicebot.bench import proc_cpu_s, proc_rss_mb, slo_ok, summarize
+from voicebot.bench.measure import proc_cpu_s, proc_rss_mb, slo_ok, summarize
 
 pytestmark = pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="needs espeak-ng")
 
@@ -151,7 +151,7 @@ def test_emulator_hooks_only_offline_or_with_client_scripts(
 
 
 def test_bench_conversations_are_coherent_and_varied() -> None:
-    from voicebot.bench_audio import all_lines, conversation
+    from voicebot.bench.audio import all_lines, conversation
 
     convs = [conversation(k) for k in range(300)]
     assert all(len(c) == 6 and c[-1] == "Да, всё верно" for c in convs)
@@ -161,8 +161,8 @@ def test_bench_conversations_are_coherent_and_varied() -> None:
 
 
 def test_stage_split_speculation_and_targets() -> None:
-    from voicebot.bench_report import render
-    from voicebot.bench_split import speculation_report, targets, v2v_split
+    from voicebot.bench.report import render
+    from voicebot.bench.split import speculation_report, targets, v2v_split
 
     def rec(total: float, llm: float, tts: float, spec: str | None) -> dict[str, Any]:
         eng = total - 705.0 - llm - tts

@@ -80,10 +80,13 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--json", action="store_true")
     b.add_argument("--config", default=None)
     b.add_argument(
-        "--soak", type=float, default=None, metavar="SECONDS", help="a long run (voicebot.soak)"
+        "--soak", type=float, default=None, metavar="SECONDS", help="a long run (voicebot.bench.soak)"
     )
     b.add_argument(
         "--faults", action="store_true", help="soak: inject STT drops, GPT and TTS errors"
+    )
+    b.add_argument(
+        "--profile", default=None, metavar="DIR", help="py-spy the server into DIR (extra bench)"
     )
     b.set_defaults(target="voicebot.bench:run_cli")
 
@@ -148,7 +151,11 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None, *, target: str | None = None) -> int:
+    """Parse `argv`, set up logging, run the subcommand's `module:function`.
+
+    `target` runs another function with the same flags (the bench's server is
+    `voicebot serve` with bench routes)."""
     raw_argv = list(sys.argv[1:] if argv is None else argv)
     args = _parser().parse_args(raw_argv)
     args.argv = raw_argv  # `serve --workers N` starts its workers with the same flags
@@ -159,7 +166,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # httpx logs every request URL at INFO; webhook URLs often carry a token.
     for noisy in ("httpx", "httpcore"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
-    module_name, _, func_name = args.target.partition(":")
+    module_name, _, func_name = (target or args.target).partition(":")
     func = getattr(importlib.import_module(module_name), func_name)
     result = func(args)
     if asyncio.iscoroutine(result):

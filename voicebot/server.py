@@ -53,6 +53,8 @@ from voicebot.transports.host import CallHost
 if TYPE_CHECKING:
     from collections import deque
 
+    from voicebot.runtime import Runtime
+
 log = logging.getLogger(__name__)
 
 
@@ -290,7 +292,12 @@ def _apply_flags(cfg: Config, args: argparse.Namespace) -> None:
         cfg.telephony.audiosocket.port = args.audiosocket_port
 
 
-async def serve(args: argparse.Namespace) -> int:
+AppFactory = Callable[["Runtime"], web.Application]
+
+
+async def serve(args: argparse.Namespace, *, make_app: AppFactory | None = None) -> int:
+    """`voicebot serve`: the runtime, the web app (`make_app`, default `create_app`),
+    the AudioSocket server; runs until SIGINT/SIGTERM."""
     from voicebot.runtime import Runtime
 
     cfg = load_config(getattr(args, "config", None))
@@ -310,7 +317,7 @@ async def serve(args: argparse.Namespace) -> int:
             "microphone feeds the emulator, whose 'recognized' words come from %s.",
             f"the transcript script {script}" if script else "its (empty) transcript script",
         )
-    app = create_app(runtime)
+    app = (make_app or create_app)(runtime)
     runner = web.AppRunner(app, handle_signals=False, access_log=None)
     audiosocket_server: AudioSocketServer | None = None
     metrics_runner: web.AppRunner | None = None
@@ -459,8 +466,8 @@ def loop_factory(setting: str) -> Callable[[], asyncio.AbstractEventLoop] | None
     return uvloop.new_event_loop
 
 
-def run_cli(args: argparse.Namespace) -> int:
-    """`voicebot serve`."""
+def run_cli(args: argparse.Namespace, *, make_app: AppFactory | None = None) -> int:
+    """`voicebot serve` on the configured event loop (`server.uvloop`)."""
     cfg = load_config(getattr(args, "config", None))
     _apply_flags(cfg, args)
     workers = getattr(args, "workers", None) or cfg.server.workers
@@ -469,7 +476,7 @@ def run_cli(args: argparse.Namespace) -> int:
         args.workers = workers
         return supervise(cfg, args, getattr(args, "argv", []))
     with asyncio.Runner(loop_factory=loop_factory(cfg.server.uvloop)) as runner:
-        return runner.run(serve(args))
+        return runner.run(serve(args, make_app=make_app))
 
 
 def run_audiosocket_cli(args: argparse.Namespace) -> int:

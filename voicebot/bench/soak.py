@@ -35,17 +35,9 @@ from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from voicebot.bench import (
-    HOST,
-    RATES,
-    Bench,
-    Children,
-    _wait_line,
-    make_setup,
-    pcts,
-    proc_rss_mb,
-)
-from voicebot.bench_audio import prepare
+from voicebot.bench.audio import prepare
+from voicebot.bench.measure import HOST, pcts, proc_rss_mb
+from voicebot.bench.runner import RATES, Bench, Children, _wait_line, make_setup
 
 FAULTS = ("stt_drop", "gpt_429", "gpt_500", "gpt_hang", "tts_error")
 FAULT_PERIOD_S = float(os.environ.get("VOICEBOT_SOAK_FAULT_PERIOD_S", "30"))
@@ -177,7 +169,7 @@ def run_soak(args: argparse.Namespace) -> int:
         server, http_port, _ = bench.start_server(args.calls)
         store = bench.setup.store(args.calls)
         out = work / "soak-load.json"
-        cmd = [sys.executable, "-m", "voicebot.bench_load", "--transport", "ws"]
+        cmd = [sys.executable, "-m", "voicebot.bench.load", "--transport", "ws"]
         cmd += ["--url", f"ws://{HOST}:{http_port}/ws", "--audio", str(audio)]
         cmd += ["--calls", str(args.calls), "--duration", str(args.soak), "--out", str(out)]
         load = children.start(cmd, bench._env(), work / "soak-load.log")

@@ -3,7 +3,7 @@
 Only the text between the `bench:begin`/`bench:end` markers is replaced, so the
 hand-written analysis around it survives a regeneration.
 
-    python -m voicebot.bench_report docs/benchmarks.md COMMAND RESULT.json...
+    python -m voicebot.bench.report docs/benchmarks.md COMMAND RESULT.json...
 """
 
 from __future__ import annotations
