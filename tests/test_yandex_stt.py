@@ -29,7 +29,7 @@ from tests.stt_fixtures import (
 from tests.stt_providers_fixtures import recognize_call
 from voicebot.config import EmulatorSettings, RecoveryPolicy
 from voicebot.emulator.scripts import ScriptRegistry, load_script_file
-from voicebot.emulator.stt import raw_words
+from voicebot.emulator.stt_recognition import raw_words
 from voicebot.emulator.vad import EnergyVad
 from voicebot.engine.recovery import Recovery
 from voicebot.providers.base import (
