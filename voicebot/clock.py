@@ -16,6 +16,9 @@ from typing import Protocol
 
 
 class Clock(Protocol):
+    """Where time comes from: monotonic seconds, wall-clock now, and a sleep that tests can
+    drive."""
+
     def monotonic(self) -> float:
         """Seconds on a monotonic scale; only differences are meaningful."""
         ...
@@ -24,7 +27,9 @@ class Clock(Protocol):
         """The current wall-clock time, timezone-aware."""
         ...
 
-    async def sleep(self, seconds: float) -> None: ...
+    async def sleep(self, seconds: float) -> None:
+        """Wait `seconds` on this clock (virtual clocks wake when time is advanced past it)."""
+        ...
 
 
 class RealClock:
@@ -43,16 +48,20 @@ class RealClock:
         self.speed = speed
 
     def monotonic(self) -> float:
+        """`time.monotonic()` (seconds); with a speed factor, scaled from the start."""
         if self.speed == 1.0:
             return time.monotonic()
         return self._t0 + (time.monotonic() - self._t0) * self.speed
 
     def now(self) -> datetime:
+        """The wall-clock time (timezone-aware), from `start` when one was given, at
+        `speed`."""
         if self._start is None:
             return datetime.now(UTC).astimezone()
         return self._start + timedelta(seconds=self.monotonic() - self._t0)
 
     async def sleep(self, seconds: float) -> None:
+        """`asyncio.sleep` for `seconds / speed` of real time."""
         await asyncio.sleep(max(0.0, seconds) / self.speed)
 
 
@@ -71,12 +80,15 @@ class VirtualClock:
         self._ids = itertools.count()
 
     def monotonic(self) -> float:
+        """Virtual seconds since the clock was made (moves only on `advance`)."""
         return self._t
 
     def now(self) -> datetime:
+        """The start time plus the virtual seconds elapsed (timezone-aware)."""
         return self._start + timedelta(seconds=self._t)
 
     async def sleep(self, seconds: float) -> None:
+        """Park the caller until `advance` moves time past `seconds` from now."""
         if seconds <= 0:
             await asyncio.sleep(0)
             return
@@ -86,6 +98,7 @@ class VirtualClock:
 
     @property
     def pending(self) -> int:
+        """Sleepers still waiting for their deadline."""
         return sum(1 for _, _, f in self._heap if not f.done())
 
     async def advance(self, seconds: float, *, step: float | None = None) -> None:

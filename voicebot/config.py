@@ -38,6 +38,9 @@ DEFAULT_CONFIG_PATH = Path(__file__).resolve().parent.parent / "config.yaml"
 
 @dataclass
 class YandexEndpoints:
+    """`yandex.endpoints`: explicit SpeechKit STT/TTS gRPC hosts, the LLM and IAM REST
+    bases, TLS."""
+
     stt: str = "stt.api.cloud.yandex.net:443"
     tts: str = "tts.api.cloud.yandex.net:443"
     llm_url: str = "https://llm.api.cloud.yandex.net"
@@ -47,6 +50,8 @@ class YandexEndpoints:
 
 @dataclass
 class SttSettings:
+    """`yandex.stt`: language, end-of-utterance pause hint (ms), normalization, model."""
+
     language: str = "ru-RU"
     eou_pause_ms: int = 700
     normalize: bool = True
@@ -55,6 +60,8 @@ class SttSettings:
 
 @dataclass
 class TtsSettings:
+    """`yandex.tts`: voice, role and speed of the synthesized bot (None: the voice's own)."""
+
     voice: str = "alena"
     role: str | None = None
     speed: float | None = None
@@ -62,6 +69,8 @@ class TtsSettings:
 
 @dataclass
 class GptSettings:
+    """`yandex.gpt`: model, temperature, max tokens, timeout (s) and retries on 429/5xx."""
+
     model: str = "yandexgpt-lite/latest"
     temperature: float = 0.3
     max_tokens: int = 500
@@ -71,6 +80,8 @@ class GptSettings:
 
 @dataclass
 class YandexSettings:
+    """`yandex:`: credentials (from the environment only), endpoints and per-API settings."""
+
     folder_id: str = ""
     api_key: str = field(default="", repr=False)
     sa_key_file: str = ""
@@ -82,11 +93,16 @@ class YandexSettings:
 
     @property
     def has_credentials(self) -> bool:
+        """True when an API key or a service-account key file is set (else: offline, on the
+        emulator)."""
         return bool(self.api_key or self.sa_key_file)
 
 
 @dataclass
 class EmulatorSettings:
+    """`emulator:`: ports (0: any free one), script, limits and latencies of the local test
+    double."""
+
     host: str = "127.0.0.1"
     stt_port: int = 0  # 0: pick a free port (in-process use)
     tts_port: int = 0
@@ -202,6 +218,8 @@ class OverloadSettings:
 
 @dataclass
 class ServerSettings:
+    """`server:`: bind address, call capacity, message and session limits, event loop, GC."""
+
     host: str = "127.0.0.1"
     port: int = 8080
     max_sessions: int = 200
@@ -233,6 +251,9 @@ class ServerSettings:
 
 @dataclass
 class VoximplantSettings:
+    """`telephony.voximplant`: the shared secret (environment), max lead over real time
+    (ms), reply encoding."""
+
     secret: str = field(default="", repr=False)
     max_lead_ms: int = 2000
     encoding: str = "ULAW"
@@ -245,6 +266,8 @@ class VoximplantSettings:
 
 @dataclass
 class AudioSocketSettings:
+    """`telephony.audiosocket`: the TCP listener for Asterisk's AudioSocket() app."""
+
     host: str = "127.0.0.1"
     port: int = 9092
     enabled: bool = True
@@ -255,12 +278,17 @@ class AudioSocketSettings:
 
 @dataclass
 class TelephonySettings:
+    """`telephony:`: the Voximplant and AudioSocket bridges."""
+
     voximplant: VoximplantSettings = field(default_factory=VoximplantSettings)
     audiosocket: AudioSocketSettings = field(default_factory=AudioSocketSettings)
 
 
 @dataclass
 class DialogueSettings:
+    """`dialogue:`: the dialogue domain (short name or `module:builder`) and the modes a
+    caller may pick."""
+
     factory: str = (
         "booking.bot:build_provider"  # short name (booking, chat, echo) or module:builder
     )
@@ -304,6 +332,8 @@ class SttProviders:
 
 @dataclass
 class Config:
+    """The whole typed configuration; domain sections stay untyped for their owners."""
+
     yandex: YandexSettings = field(default_factory=YandexSettings)
     emulator: EmulatorSettings = field(default_factory=EmulatorSettings)
     engine: EngineSettings = field(default_factory=EngineSettings)

@@ -38,6 +38,8 @@ ReplyPart = str | DialogueAction
 
 @dataclass(frozen=True, slots=True)
 class TranscriptLine:
+    """One line of the call transcript: who spoke, what, at which call time (ms)."""
+
     role: Literal["caller", "bot"]
     text: str
     at_ms: int
@@ -45,6 +47,9 @@ class TranscriptLine:
 
 @dataclass(frozen=True, slots=True)
 class CallContext:
+    """What a dialogue knows about its call: ids, clock, optional metered LLM, caller and
+    DID, channel."""
+
     session_id: str
     clock: Clock
     llm: LanguageModel | None = None
@@ -55,6 +60,8 @@ class CallContext:
 
 
 class Dialogue(Protocol):
+    """One call's conversation: what to say first, after each utterance, after silences."""
+
     def greet(self) -> AsyncIterator[ReplyPart]:
         """The bot's opening line(s)."""
         ...
@@ -89,7 +96,9 @@ class HearsPlayback(Protocol):
     is the complement for dialogues that record replies as they generate them.
     """
 
-    def on_played(self, text: str) -> None: ...
+    def on_played(self, text: str) -> None:
+        """The engine played `text` of the bot's reply to the caller."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,7 +126,9 @@ class Speculative(Protocol):
 
     last_decision: Hashable | None
 
-    async def speculate(self, text: str) -> Speculation | None: ...
+    async def speculate(self, text: str) -> Speculation | None:
+        """A reply prepared from a stable partial, or None when nothing can be prepared."""
+        ...
 
 
 class ExpectsMore(Protocol):
@@ -125,16 +136,22 @@ class ExpectsMore(Protocol):
     unfinished for the dialogue (half a phone number it is waiting for, «меня зовут…»),
     so the engine waits `engine.continuation_wait_ms` for the rest before answering."""
 
-    def expects_more(self, text: str) -> bool: ...
+    def expects_more(self, text: str) -> bool:
+        """True when `text` sounds unfinished (the rest is worth waiting for)."""
+        ...
 
 
 class DialogueProvider(Protocol):
     """Process-wide owner of a dialogue domain: opens its stores once, makes one
     `Dialogue` per call. Built from config by `load_provider`."""
 
-    async def start(self) -> None: ...
+    async def start(self) -> None:
+        """Open what the domain needs for the whole process (stores, clients)."""
+        ...
 
-    def new_dialogue(self, ctx: CallContext) -> Dialogue: ...
+    def new_dialogue(self, ctx: CallContext) -> Dialogue:
+        """The dialogue of one call."""
+        ...
 
     async def prepare(self, setup: Mapping[str, Any]) -> None:
         """Apply domain fixture data from a simulate dialogue file's `setup:` (tests)."""
@@ -154,7 +171,9 @@ class DialogueProvider(Protocol):
         """Mount the domain's own pages on the server's app (none: do nothing)."""
         ...
 
-    async def aclose(self) -> None: ...
+    async def aclose(self) -> None:
+        """Close what `start` opened."""
+        ...
 
     # Optional hooks, looked up with getattr (a provider may lack them):
     #   extra_routes(app: aiohttp.web.Application) -> None: `voicebot serve` lets the
@@ -170,13 +189,16 @@ class EchoDialogue:
         self.turns = 0
 
     async def greet(self) -> AsyncIterator[ReplyPart]:
+        """The greeting."""
         yield "Здравствуйте! Я вас слушаю."
 
     async def reply(self, text: str) -> AsyncIterator[ReplyPart]:
+        """The caller's words back."""
         self.turns += 1
         yield f"Вы сказали: {text}."
 
     async def on_silence(self, count: int) -> AsyncIterator[ReplyPart]:
+        """«Вы меня слышите?», then a goodbye and a hang-up at the third silence."""
         if count >= 3:
             yield "До свидания."
             yield DialogueAction("hangup", {"reason": "silence"})
@@ -184,6 +206,7 @@ class EchoDialogue:
             yield "Вы меня слышите?"
 
     async def close(self, transcript: Sequence[TranscriptLine], reason: str) -> Mapping[str, Any]:
+        """The call's summary: turns and the end reason."""
         return {"turns": self.turns, "reason": reason}
 
     def on_unheard(self, said: str, heard: str) -> None:
@@ -194,28 +217,36 @@ class EchoProvider:
     """Provider for `EchoDialogue`: `dialogue.factory: voicebot.dialogue:build_echo`."""
 
     async def start(self) -> None:
+        """Nothing to open."""
         return None
 
     def new_dialogue(self, ctx: CallContext) -> Dialogue:
+        """An echo dialogue for the call."""
         return EchoDialogue(ctx)
 
     async def prepare(self, setup: Mapping[str, Any]) -> None:
+        """No fixture data to apply."""
         return None
 
     def public_info(self) -> Mapping[str, str]:
+        """Nothing to show before a call."""
         return {}
 
     def redacted(self) -> Mapping[str, Any]:
+        """No config section of its own."""
         return {}
 
     def extra_routes(self, app: web.Application) -> None:
+        """No pages of its own."""
         return None
 
     async def aclose(self) -> None:
+        """Nothing to close."""
         return None
 
 
 def build_echo(domain: Mapping[str, Any], options: Mapping[str, Any]) -> DialogueProvider:
+    """The echo domain (`dialogue.factory: echo`): the engine's own test dialogue."""
     return EchoProvider()
 
 

@@ -76,12 +76,16 @@ __all__ = [
 
 @dataclass
 class SimulationResult:
+    """One finished simulated call: its summary, session, transport and caller."""
+
     summary: Mapping[str, Any]
     session: CallSession
     transport: SimulatorTransport
     caller: SimulatedCaller
 
     def report(self) -> dict[str, Any]:
+        """The JSON report of `voicebot simulate --json`: turns, latencies, bookings,
+        recognition counters."""
         ev = self.transport.events
         turns: list[dict[str, Any]] = []
         for e in ev:
@@ -231,6 +235,7 @@ def write_recording(result: SimulationResult, path: str | Path) -> None:
 
 
 def format_transcript(report: Mapping[str, Any]) -> str:
+    """The human-readable transcript with per-turn latency."""
     lat = {x["turn_id"]: x for x in report["latency_ms"]["turns"]}
     lines = []
     for t in report["turns"]:
@@ -273,6 +278,8 @@ def sandbox_store(path: Path = SANDBOX_STORE) -> str:
 
 
 def run_cli(args: Any) -> int:
+    """`voicebot simulate --dialogue F [--json] [--record OUT] [--speed X] [--store URL]
+    [--stt P]`."""
     cfg = load_config(args.config)
     script = load_script(args.dialogue)
     store = args.store or sandbox_store()

@@ -65,6 +65,8 @@ def all_lines() -> list[str]:
 
 
 def last_voiced_frame(pcm: bytes, rate: int) -> int:
+    """Index of the last frame of `pcm` (20 ms frames at `rate` Hz) the energy VAD calls
+    voiced."""
     vad = EnergyVad(rate, frame_ms=FRAME_MS)
     frames = vad.feed(pcm + bytes(vad.frame_samples * 2))
     idx = np.flatnonzero(frames.voiced)

@@ -39,6 +39,9 @@ HANGUP_WAIT_S = 3.0  # after its last line, the caller waits this long for the b
 
 @dataclass
 class Stats:
+    """What the load generator counts across all calls: voice-to-voice, underruns, errors,
+    drops."""
+
     v2v_ms: list[float] = field(default_factory=list)
     v2v_by_line: dict[int, list[float]] = field(default_factory=dict)  # caller line no.
     underruns: int = 0
@@ -61,6 +64,7 @@ class Stats:
     booking_ids: list[str] = field(default_factory=list)  # bookings confirmed to a caller
 
     def error(self, what: str) -> None:
+        """Count one error of kind `what`."""
         self.errors += 1
         if len(self.error_samples) < 20:
             self.error_samples.append(what[:200])
@@ -75,6 +79,8 @@ class FrameClock:
         self.measuring = False  # lag is recorded only in the measured window
 
     async def run(self, stop: asyncio.Event) -> None:
+        """Tick every caller on absolute 20 ms deadlines until `stop`; reports how late it
+        ran."""
         loop = asyncio.get_running_loop()
         t_next = loop.time()
         while not stop.is_set():
@@ -135,6 +141,7 @@ class Caller:
     # ------------------------------------------------------------- microphone
 
     def say(self, line: int) -> None:
+        """Start saying script line `line` (its audio, then silence)."""
         pcm, last = self.audio[self.script[line]]
         self._speech, self._pos = pcm, 0
         self._last_voiced_at = last * self.frame_bytes
@@ -152,6 +159,8 @@ class Caller:
         self.stats.lost_utterances += max(0, due - self.finals)
 
     async def tick(self, now: float) -> None:
+        """Send this caller's next 20 ms frame (speech or silence); `now` is the frame's
+        deadline."""
         if self._pos < len(self._speech):
             frame = self._speech[self._pos : self._pos + self.frame_bytes]
             if self._pos == self._last_voiced_at:
@@ -167,11 +176,14 @@ class Caller:
         await self.send_audio(frame, now, self._frames % ACK_EVERY_FRAMES == 0)
 
     def played_ms(self, now: float) -> float:
+        """Bot audio played by now at 1x (ms): received minus what is still ahead of `now`."""
         return self.received_ms - max(0.0, self.playout_end - now) * 1000
 
     # ------------------------------------------------------------- bot audio
 
     def on_bot_audio(self, nbytes: int, now: float, *, paced: bool = False) -> None:
+        """Count bot audio arriving at `now`: voice-to-voice on a reply's first audio,
+        underruns on gaps."""
         dur = nbytes / (self.rate * 2)
         if self.reply_active:
             gap = now - self.playout_end
@@ -199,6 +211,8 @@ class Caller:
         self.reply_done.set()
 
     def fail(self, why: str) -> None:
+        """The call failed (`why`), unless it was already over or this caller was hanging
+        up."""
         if self.failed is None and not self.ended.is_set() and not self.hanging_up:
             self.failed = why
         self.ended.set()
@@ -206,17 +220,23 @@ class Caller:
     # ------------------------------------------------------------- transport hooks
 
     async def send_audio(self, frame: bytes, now: float, ack: bool) -> None:
+        """Send one frame of caller audio (`ack`: also report playback, where the protocol
+        has it)."""
         raise NotImplementedError
 
     async def connect(self) -> None:
+        """Open the connection and start the call."""
         raise NotImplementedError
 
     async def hangup(self) -> None:
+        """End the call from the caller's side."""
         raise NotImplementedError
 
     # ------------------------------------------------------------- the conversation
 
     async def converse(self, deadline: float) -> None:
+        """Talk through the script until `deadline`: each line after the bot's reply, then
+        hang up."""
         loop = asyncio.get_running_loop()
         await self._listen(loop)  # the greeting
         while loop.time() < deadline and not self.ended.is_set():
@@ -261,5 +281,6 @@ async def wait_or(ev: asyncio.Event, other: asyncio.Event, limit_s: float) -> bo
 
 
 async def sleep_or(seconds: float, ev: asyncio.Event) -> None:
+    """Wait `seconds`, or less when `ev` is set first."""
     with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(ev.wait(), max(0.0, seconds))

@@ -37,6 +37,7 @@ class WsCaller(Caller):
         self.finals = 0
 
     async def connect(self) -> None:
+        """Open the browser WebSocket, send `start`, wait for `ready`."""
         self._ws = await self._http.ws_connect(self._url, max_msg_size=4 << 20)
         start = {"type": "start", "sample_rate": self.rate, "emulator_utterances": self.script}
         await self._ws.send_str(json.dumps(start, ensure_ascii=False))
@@ -45,6 +46,7 @@ class WsCaller(Caller):
             raise ConnectionError(self.failed or "no `ready` in 15 s")
 
     async def send_audio(self, frame: bytes, now: float, ack: bool) -> None:
+        """One binary frame of PCM (and a `playback` ack every 100 ms)."""
         ws = self._ws
         if ws is None or ws.closed or self.ended.is_set():
             return
@@ -105,6 +107,7 @@ class WsCaller(Caller):
                 self.stats.bot_hangups += 1
 
     async def hangup(self) -> None:
+        """Send `stop` and wait for the server's `done`."""
         ws = self._ws
         if ws is not None and not ws.closed and not self.ended.is_set():
             with contextlib.suppress(Exception):
@@ -136,6 +139,8 @@ class VoximplantCaller(Caller):
         self._idle: asyncio.TimerHandle | None = None
 
     async def connect(self) -> None:
+        """Open the Voximplant media WebSocket (secret in the query) and send the caller's
+        `start`."""
         call_id = uuid.uuid4().hex
         self._ws = await self._http.ws_connect(
             f"{self._url}?call={call_id}",
@@ -160,6 +165,7 @@ class VoximplantCaller(Caller):
         )
 
     async def send_audio(self, frame: bytes, now: float, ack: bool) -> None:
+        """One `media` message (base64 μ-law) with chunk and timestamp."""
         ws = self._ws
         if ws is None or ws.closed or self.ended.is_set():
             return
@@ -216,6 +222,7 @@ class VoximplantCaller(Caller):
         self.on_reply_done()
 
     async def hangup(self) -> None:
+        """Send the caller's `stop` and a `hangup` customEvent, then close."""
         self.hanging_up = True
         ws = self._ws
         if ws is not None and not ws.closed:
@@ -244,6 +251,7 @@ class AudioSocketCaller(Caller):
         self._idle: asyncio.TimerHandle | None = None
 
     async def connect(self) -> None:
+        """Register the caller id and script, connect over TCP and send the UUID message."""
         call = uuid.uuid4()
         # The dialplan's register step (no caller id: the bot asks for the phone number).
         body = {"uuid": str(call), "utterances": self.script}
@@ -255,6 +263,7 @@ class AudioSocketCaller(Caller):
         self._reader_task = asyncio.create_task(self._read(reader))
 
     async def send_audio(self, frame: bytes, now: float, ack: bool) -> None:
+        """One 0x10 audio message (320 bytes of slin16)."""
         w = self._writer
         if w is None or w.is_closing() or self.ended.is_set():
             return
@@ -292,6 +301,7 @@ class AudioSocketCaller(Caller):
         self._idle = loop.call_later(AUDIOSOCKET_GAP_S * 2, self.on_reply_done)
 
     async def hangup(self) -> None:
+        """Send the hang-up message (0x00) and close."""
         self.hanging_up = True
         w = self._writer
         if w is not None and not w.is_closing():

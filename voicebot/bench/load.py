@@ -108,6 +108,7 @@ def _cpu_s() -> float:
 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
+    """Run N callers for the duration; the client-side results as a dict."""
     rate, audio = load(Path(args.audio))
     call_no = itertools.count()
     stats = Stats()
@@ -195,6 +196,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """`python -m voicebot.bench.load ...`: run and write the results JSON."""
     p = argparse.ArgumentParser(prog="python -m voicebot.bench.load")
     p.add_argument("--transport", choices=["ws", "voximplant", "audiosocket"], default="ws")
     p.add_argument("--url", required=True, help="ws://host:port/ws, ws://.../voximplant, host:port")

@@ -57,6 +57,7 @@ def machine_busy_s() -> float:
 
 
 def proc_rss_mb(pid: int) -> float:
+    """Resident memory of process `pid` (MB, from /proc/<pid>/status)."""
     with open(f"/proc/{pid}/status", encoding="ascii") as f:
         for line in f:
             if line.startswith("VmRSS:"):
@@ -65,12 +66,14 @@ def proc_rss_mb(pid: int) -> float:
 
 
 def free_port() -> int:
+    """A free TCP port on the bench's host."""
     with socket.socket() as s:
         s.bind((HOST, 0))
         return int(s.getsockname()[1])
 
 
 def pct(values: Sequence[float], q: float) -> float | None:
+    """The nearest-rank `q` percentile of `values` (None when empty)."""
     if not values:
         return None
     xs = sorted(values)
@@ -81,6 +84,7 @@ def pct(values: Sequence[float], q: float) -> float | None:
 
 
 def pcts(values: Sequence[float]) -> dict[str, float | None]:
+    """p50, p95, p99 of `values` (ms; None when empty)."""
     return {"p50": pct(values, 50), "p95": pct(values, 95), "p99": pct(values, 99)}
 
 
@@ -99,6 +103,8 @@ def summarize(
     speculation: dict[str, int] | None = None,
     dialogue: str = "booking",
 ) -> dict[str, Any]:
+    """One ramp step's result: CPU per call, RSS, stage latencies (p50/p95/p99), v2v,
+    errors."""
     cpu_s_per_s = server_cpu / wall if wall > 0 else 0.0
     engine = [overhead(t) for t in turns if "total" in t]
     engine_field = [float(t["engine"]) for t in turns if "engine" in t]
@@ -200,6 +206,8 @@ def overhead(t: dict[str, Any]) -> float:
 
 
 def slo_ok(r: dict[str, Any]) -> bool:
+    """True when the step meets the SLO: engine overhead p99 under 50 ms, no errors or
+    drops."""
     p99 = r["overhead_ms"]["p99"]
     return (
         p99 is not None
@@ -212,6 +220,7 @@ def slo_ok(r: dict[str, Any]) -> bool:
 
 
 def machine() -> dict[str, Any]:
+    """The machine: CPU model, cores, Python, platform."""
     model = ""
     with contextlib.suppress(OSError), open("/proc/cpuinfo", encoding="utf-8") as f:
         for line in f:
@@ -228,6 +237,7 @@ def machine() -> dict[str, Any]:
 
 
 def table(results: list[dict[str, Any]]) -> str:
+    """The human-readable results table, one row per step."""
     head = (
         "calls  cpu s/s  %/call  MB/call  v2v p50/p95/p99 ms    overhead p50/p95/p99 ms  "
         "turns  gpt%  underruns  errors  dropped  emu s/s  client s/s  other s/s"

@@ -27,6 +27,7 @@ class AnswerOutcome:
 
     @property
     def failed(self) -> bool:
+        """True when the answer failed (its error code is set)."""
         return self.error is not None
 
 

@@ -38,12 +38,15 @@ class ChatProvider:
         self.tokens = TokenCache()
 
     async def start(self) -> None:
+        """Nothing process-wide to open."""
         return None
 
     def new_dialogue(self, ctx: CallContext) -> Dialogue:
+        """A chat dialogue for the call."""
         return ChatDialogue(self, ctx)
 
     async def prepare(self, setup: Mapping[str, Any]) -> None:
+        """No fixture data to apply."""
         return None
 
     def public_info(self) -> Mapping[str, str]:
@@ -59,6 +62,7 @@ class ChatProvider:
         return None
 
     async def aclose(self) -> None:
+        """Nothing to close."""
         return None
 
 
@@ -86,9 +90,11 @@ class ChatDialogue:
     # ------------------------------------------------------------------ Dialogue
 
     async def greet(self) -> AsyncIterator[ReplyPart]:
+        """The configured greeting."""
         yield self.p.settings.greeting
 
     async def reply(self, text: str) -> AsyncIterator[ReplyPart]:
+        """Stream the model's answer to the caller's words (a spoken apology if it fails)."""
         self.turns += 1
         self._learn(self.history.add("user", text))
         messages = self.history.window(self.p.system_prompt)
@@ -102,6 +108,7 @@ class ChatDialogue:
             self.failures += 1
 
     async def on_silence(self, count: int) -> AsyncIterator[ReplyPart]:
+        """«Вы меня слышите?» until the limit, then a goodbye and a hang-up."""
         if count >= self.p.settings.max_silence_prompts:
             yield self.p.settings.goodbye
             yield DialogueAction("hangup", {"reason": "silence"})
@@ -113,6 +120,8 @@ class ChatDialogue:
         self._learn(self.history.add("assistant", text))
 
     async def close(self, transcript: Sequence[TranscriptLine], reason: str) -> Mapping[str, Any]:
+        """Cancel background token counting; the call's summary: turns, reason, failures,
+        history."""
         for task in list(self._background):
             task.cancel()
         return {

@@ -38,6 +38,8 @@ class ChatSettings:
         return settings
 
     def prompt_text(self) -> str:
+        """The system prompt's text, read from `system_prompt` (relative to the repository
+        root)."""
         path = Path(self.system_prompt)
         if not path.is_absolute():
             path = REPO_ROOT / path

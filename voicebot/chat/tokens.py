@@ -33,7 +33,9 @@ TokenizerMode = Literal["api", "estimate"]
 class Tokenizer(Protocol):
     """What `TokenCounter` needs from a model client (`YandexGPT.count_tokens`)."""
 
-    async def count_tokens(self, text: str) -> int: ...
+    async def count_tokens(self, text: str) -> int:
+        """Exact tokens of `text` (the model's tokenize endpoint)."""
+        ...
 
 
 def estimate_tokens(text: str) -> int:
@@ -49,12 +51,14 @@ class TokenCache:
         self._size = size
 
     def get(self, text: str) -> int | None:
+        """The cached count of `text` (None when unknown); marks it recently used."""
         n = self._counts.get(text)
         if n is not None:
             self._counts.move_to_end(text)
         return n
 
     def put(self, text: str, tokens: int) -> None:
+        """Remember `text`'s count, dropping the least recently used beyond the bound."""
         self._counts[text] = tokens
         self._counts.move_to_end(text)
         while len(self._counts) > self._size:

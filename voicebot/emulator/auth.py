@@ -36,6 +36,8 @@ class EmulatorAuth:
         )
 
     def check(self, authorization: str | None) -> bool:
+        """True for `Api-Key <key>` matching the configured key (any key when none is) or a
+        live IAM token."""
         if not authorization:
             return False
         scheme, _, value = authorization.strip().partition(" ")
@@ -63,6 +65,7 @@ class EmulatorAuth:
         return token, expiry
 
     def revoke_token(self, token: str) -> bool:
+        """Revoke one IAM token; True when it existed."""
         return self._tokens.pop(token, None) is not None
 
     def revoke_all_tokens(self) -> int:
@@ -73,6 +76,7 @@ class EmulatorAuth:
 
     @property
     def active_tokens(self) -> int:
+        """IAM tokens issued and not expired."""
         now = self._time()
         return sum(1 for exp in self._tokens.values() if exp > now)
 

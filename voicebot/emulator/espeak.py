@@ -36,6 +36,8 @@ _MALE_VARIANT = "m3"
 
 
 class SynthesisFailed(RuntimeError):
+    """espeak-ng could not synthesize (missing binary, bad voice, timeout)."""
+
     pass
 
 
@@ -240,6 +242,7 @@ class EspeakSynthesizer:
 
     @staticmethod
     def available(binary: str = "espeak-ng") -> bool:
+        """True when the espeak-ng binary is on PATH."""
         return shutil.which(binary) is not None
 
     async def synthesize(

@@ -46,6 +46,9 @@ NET0000 = (
 
 @dataclass
 class DeepgramFakeSettings:
+    """Knobs of the Deepgram fake: idle timeout (NET-0001), interim and silent-final
+    cadence, quirks."""
+
     idle_timeout_s: float = 10.0  # NET-0001
     interim_every_ms: int = 1000
     silence_final_every_ms: int = 3000  # empty finals during silence, as the real one sends
@@ -53,6 +56,9 @@ class DeepgramFakeSettings:
 
 
 class FakeDeepgram(FakeServer):
+    """Deepgram Live's wire protocol, locally (a test double): query parameters, results,
+    errors, idle close."""
+
     path = "/v1/listen"
 
     def __init__(
@@ -69,6 +75,7 @@ class FakeDeepgram(FakeServer):
     # handshake -------------------------------------------------------------
 
     def select_subprotocol(self, conn: ServerConnection, offered: list[str]) -> str | None:
+        """Accept Deepgram's `token` subprotocol (browser-style auth) when offered."""
         return "token" if offered and offered[0] == "token" else None
 
     def _key(self, request: Request) -> str | None:
@@ -82,12 +89,14 @@ class FakeDeepgram(FakeServer):
         return None
 
     def reject(self, conn: ServerConnection, request: Request) -> Response | None:
+        """Refuse the upgrade like Deepgram: 401 for a bad key, 400 for bad parameters."""
         key = self._key(request)
         if key is None or (self.api_key and key != self.api_key):
             return self.http_refusal(conn, 401)
         return None
 
     def http_refusal(self, conn: ServerConnection, status: int) -> Response:
+        """Deepgram's JSON error body with the `dg-error` header."""
         codes = {
             401: ("INVALID_AUTH", "Invalid credentials."),
             402: ("ASR_PAYMENT_REQUIRED", "Insufficient credits."),
@@ -104,6 +113,7 @@ class FakeDeepgram(FakeServer):
     async def session(
         self, ws: ServerConnection, stats: ConnectionStats, fault: Fault | None
     ) -> None:
+        """Serve one connection: recognize the script's lines from the audio, send results."""
         s = self.settings
         q = {k: v[-1] for k, v in parse_qs(urlsplit(stats.path).query).items()}
         encoding = q.get("encoding")

@@ -53,6 +53,9 @@ CLOSE_CODES = {"invalid_request": (1008, "invalid_request"), "auth_error": (1000
 
 @dataclass
 class ElevenLabsFakeSettings:
+    """Knobs of the ElevenLabs fake: idle close, auto-commit, session limit, partial
+    cadence, echoes."""
+
     idle_timeout_s: float = 10.0
     idle_error: bool = False  # send insufficient_audio_activity before the idle close
     auto_commit_s: float = 90.0  # manual mode
@@ -68,6 +71,9 @@ def _bool(q: dict[str, str], key: str, default: bool) -> bool:
 
 
 class FakeElevenLabs(FakeServer):
+    """ElevenLabs Scribe Realtime's wire protocol, locally (a test double): sessions,
+    commits, errors."""
+
     path = "/v1/speech-to-text/realtime"
 
     def __init__(
@@ -90,6 +96,7 @@ class FakeElevenLabs(FakeServer):
 
     @staticmethod
     def validate(q: dict[str, str]) -> str | None:
+        """The error type a query string deserves (bad model, format, strategy...), or None."""
         if not q.get("model_id"):
             return "model_id is required"
         if q.get("audio_format", "pcm_16000") not in FORMATS:
@@ -117,6 +124,8 @@ class FakeElevenLabs(FakeServer):
     async def session(
         self, ws: ServerConnection, stats: ConnectionStats, fault: Fault | None
     ) -> None:
+        """Serve one session: `session_started`, partials and commits from the script,
+        errors."""
         s = self.settings
         q = {k: v[-1] for k, v in parse_qs(urlsplit(stats.path).query).items()}
 

@@ -34,11 +34,16 @@ FORMATS = ("pcm_s16le",)
 
 @dataclass
 class SonioxFakeSettings:
+    """Knobs of the Soniox fake: idle timeout (error 408) and the default endpoint delay."""
+
     idle_timeout_s: float = 20.0
     default_endpoint_ms: int = 1000
 
 
 class FakeSoniox(FakeServer):
+    """Soniox RT's wire protocol, locally (a test double): config first, tokens,
+    `<end>`/`<fin>`, errors."""
+
     path = "/transcribe-websocket"
 
     def __init__(
@@ -54,6 +59,7 @@ class FakeSoniox(FakeServer):
         self.control_messages: list[dict] = []
 
     def select_subprotocol(self, conn: ServerConnection, offered: list[str]) -> str | None:
+        """No subprotocol."""
         return "soniox-api-key" if offered and offered[0] == "soniox-api-key" else None
 
     def _key(self, ws: ServerConnection, config: dict) -> str | None:
@@ -71,6 +77,7 @@ class FakeSoniox(FakeServer):
     async def session(
         self, ws: ServerConnection, stats: ConnectionStats, fault: Fault | None
     ) -> None:
+        """Serve one connection: read the config, then tokens from the script's lines."""
         s = self.settings
 
         async def error(code: int, message: str) -> None:

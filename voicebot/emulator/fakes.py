@@ -155,6 +155,8 @@ class Fault:
 
 @dataclass
 class ConnectionStats:
+    """What one fake connection saw: path, headers, audio, messages, how it ended."""
+
     path: str
     headers: dict[str, str] = field(default_factory=dict)
     audio_ms: int = 0
@@ -191,9 +193,11 @@ class FakeServer:
     # control -------------------------------------------------------------
 
     def set_script(self, texts: Sequence[str]) -> None:
+        """The texts the next streams will "recognize", in order."""
         self.script = list(texts)
 
     def inject(self, kind: str, *, after_ms: int = 0, arg: Any = None) -> None:
+        """Queue a fault for a later connection: `kind` after `after_ms` of its audio."""
         self.faults.append(Fault(kind, after_ms, arg))
 
     def fail_all(self, kind: str) -> None:
@@ -203,15 +207,18 @@ class FakeServer:
             ws.transport.abort()
 
     def heal(self) -> None:
+        """Stop refusing connections (after `fail_all`)."""
         self.refuse = None
 
     @property
     def url(self) -> str:
+        """The fake's `ws://host:port/path`."""
         return f"ws://{self.host}:{self.port}{self.path}"
 
     # lifecycle ------------------------------------------------------------
 
     async def start(self) -> FakeServer:
+        """Listen (port 0: a free one); returns self with `port` set."""
         self._server = await serve(
             self._handle,
             self.host,
@@ -226,6 +233,7 @@ class FakeServer:
         return self
 
     async def stop(self) -> None:
+        """Stop listening and close live connections (bounded wait)."""
         if self._server is not None:
             self._server.close()
             with contextlib.suppress(Exception):
@@ -241,6 +249,7 @@ class FakeServer:
     # hooks ----------------------------------------------------------------
 
     def select_subprotocol(self, conn: ServerConnection, offered: Sequence[str]) -> str | None:
+        """The subprotocol to accept (default: none)."""
         return None
 
     def reject(self, conn: ServerConnection, request: Request) -> Response | None:
@@ -250,6 +259,7 @@ class FakeServer:
     async def session(
         self, ws: ServerConnection, stats: ConnectionStats, fault: Fault | None
     ) -> None:
+        """Serve one accepted connection (the vendor's protocol)."""
         raise NotImplementedError
 
     # internals ------------------------------------------------------------
@@ -264,9 +274,11 @@ class FakeServer:
         return self.reject(conn, request)
 
     def http_refusal(self, conn: ServerConnection, status: int) -> Response:
+        """An HTTP refusal of the upgrade with `status`."""
         return conn.respond(status, f"HTTP {status}\n")
 
     def take_fault(self) -> Fault | None:
+        """The next connection's fault: the standing refusal, else the next queued one."""
         if self.refuse:
             return Fault(self.refuse)
         return self.faults.pop(0) if self.faults else None
@@ -292,6 +304,7 @@ class FakeServer:
 def json_response(
     conn: ServerConnection, status: int, body: dict, headers: dict[str, str]
 ) -> Response:
+    """An HTTP response with a JSON body and `headers`."""
     resp = conn.respond(status, json.dumps(body) + "\n")
     resp.headers["Content-Type"] = "application/json"
     for k, v in headers.items():
@@ -308,6 +321,7 @@ async def recv_or_idle(ws: ServerConnection, idle_s: float) -> str | bytes | Non
 
 
 def should_fire(fault: Fault | None, audio_ms: int, kinds: Sequence[str]) -> bool:
+    """True when `fault` is one of `kinds` and its audio threshold is reached."""
     return fault is not None and fault.kind in kinds and audio_ms >= fault.after_ms
 
 
@@ -316,12 +330,15 @@ def should_fire(fault: Fault | None, audio_ms: int, kinds: Sequence[str]) -> boo
 
 @dataclass
 class FakeSet:
+    """The three vendor fakes, started together (`start_fakes`)."""
+
     elevenlabs: Any
     deepgram: Any
     soniox: Any
 
     @property
     def urls(self) -> dict[str, str]:
+        """Each fake's URL by vendor."""
         return {
             "elevenlabs": self.elevenlabs.url,
             "deepgram": self.deepgram.url,
@@ -329,10 +346,12 @@ class FakeSet:
         }
 
     def set_script(self, texts: Sequence[str]) -> None:
+        """Give all three the same script."""
         for f in (self.elevenlabs, self.deepgram, self.soniox):
             f.set_script(texts)
 
     async def stop(self) -> None:
+        """Stop all three."""
         for f in (self.elevenlabs, self.deepgram, self.soniox):
             await f.stop()
 

@@ -173,6 +173,7 @@ class GptEmulator:
         self._faults.extend(faults)
 
     def reset(self) -> None:
+        """Forget scripted replies, faults and recorded requests."""
         self._script.clear()
         self._faults.clear()
         self.requests.clear()
@@ -192,6 +193,8 @@ class GptEmulator:
         return "Эхо: "
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
+        """`POST /foundationModels/v1/completion`: scripted, echo or JSON answers, streamed
+        or not; faults."""
         headers = request.headers
         meta = (headers.get("x-folder-id"), headers.get("x-client-request-id"))
         raw = await request.read()

@@ -48,6 +48,8 @@ class _RegisteredKey:
 
 
 class IamError(Exception):
+    """An IAM request refused: its HTTP status and the error body."""
+
     def __init__(self, http_status: int, code: int, message: str) -> None:
         super().__init__(message)
         self.http_status = http_status
@@ -95,6 +97,7 @@ class IamEmulator:
         self._keys[key["id"]] = _RegisteredKey(key["id"], key["service_account_id"], public)
 
     def revoke_all_tokens(self) -> int:
+        """Expire every IAM token at once (tests of the refresh path); how many there were."""
         return self._auth.revoke_all_tokens()
 
     def exchange(self, token: str) -> dict[str, str]:
@@ -136,6 +139,7 @@ class IamEmulator:
         return {"iamToken": iam_token, "expiresAt": rfc3339_nanos(expiry)}
 
     async def handle_create(self, request: web.Request) -> web.Response:
+        """`POST /iam/v1/tokens`: a signed JWT for a registered key -> an IAM token."""
         try:
             body = await request.json()
         except ValueError:
@@ -150,6 +154,7 @@ class IamEmulator:
             return _error(exc)
 
     async def handle_revoke(self, request: web.Request) -> web.Response:
+        """Revoke one IAM token (`{"iamToken": ...}`); 401 for an unknown one."""
         try:
             body = await request.json()
         except ValueError:

@@ -79,14 +79,17 @@ class Emulator:
 
     @property
     def stt_endpoint(self) -> str:
+        """`host:port` of the SpeechKit STT emulator."""
         return f"{self.settings.host}:{self._port('stt')}"
 
     @property
     def tts_endpoint(self) -> str:
+        """`host:port` of the SpeechKit TTS emulator."""
         return f"{self.settings.host}:{self._port('tts')}"
 
     @property
     def http_url(self) -> str:
+        """Base URL of the REST side (YandexGPT, IAM, admin)."""
         return f"http://{self.settings.host}:{self._port('http')}"
 
     def _port(self, name: str) -> int:
@@ -97,6 +100,7 @@ class Emulator:
     # ------------------------------------------------------------------ lifecycle
 
     async def start(self) -> None:
+        """Bind and start the gRPC and HTTP servers (ports 0: free ones); idempotent."""
         if self._ports:
             return
         host = self.settings.host
@@ -140,6 +144,7 @@ class Emulator:
         return bound
 
     async def stop(self) -> None:
+        """Stop every server (bounded grace) and release hanging requests."""
         self.gpt.close()
         servers = [s for s in (self._stt_server, self._tts_server) if s is not None]
         self._stt_server = self._tts_server = None

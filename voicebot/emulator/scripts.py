@@ -73,6 +73,7 @@ class ScriptCursor:
 
     @property
     def position(self) -> int:
+        """How many texts of the script were consumed."""
         if self._registry is not None and self._key is not None:
             return self._registry.position(self._key)
         return self._local
@@ -83,6 +84,7 @@ class ScriptCursor:
         return self.texts[pos] if pos < len(self.texts) else None
 
     def consume(self) -> None:
+        """The current text is used: move to the next one (no-op past the end)."""
         if self.position >= len(self.texts):
             return
         if self._registry is not None and self._key is not None:
@@ -99,18 +101,23 @@ class ScriptRegistry:
         self._max_ids = max_ids
 
     def position(self, script_id: str) -> int:
+        """How many texts `script_id` has consumed."""
         return self._positions.get(script_id, 0)
 
     def advance(self, script_id: str) -> None:
+        """`script_id` consumed one more text (the oldest ids are forgotten beyond the
+        bound)."""
         self._positions[script_id] = self._positions.get(script_id, 0) + 1
         self._positions.move_to_end(script_id)
         while len(self._positions) > self._max_ids:
             self._positions.popitem(last=False)
 
     def forget(self, script_id: str) -> None:
+        """Forget `script_id`'s position."""
         self._positions.pop(script_id, None)
 
     def reset(self) -> None:
+        """Forget every position."""
         self._positions.clear()
 
     def cursor(self, texts: Sequence[str], script_id: str | None) -> ScriptCursor:

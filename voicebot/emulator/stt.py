@@ -68,11 +68,17 @@ MD_QUIRKS = "x-emulator-quirks"
 
 
 class Authenticator(Protocol):
-    def check(self, authorization: str | None) -> bool: ...
+    """Checks a request's `authorization` metadata."""
+
+    def check(self, authorization: str | None) -> bool:
+        """True when the caller may use the service."""
+        ...
 
 
 @dataclass
 class SttStats:
+    """What the STT emulator saw: streams opened, auth failures, recent stream records."""
+
     streams_opened: int = 0
     streams_active: int = 0
     auth_failures: int = 0
@@ -80,9 +86,11 @@ class SttStats:
     recent: deque[StreamRecord] = field(default_factory=lambda: deque(maxlen=2000))
 
     def by_request_id(self, client_request_id: str) -> list[StreamRecord]:
+        """The records of streams opened with this `x-client-request-id`."""
         return [r for r in self.recent if r.client_request_id == client_request_id]
 
     def by_script_id(self, script_id: str) -> list[StreamRecord]:
+        """The records of streams that used this `x-emulator-script-id`."""
         return [r for r in self.recent if r.script_id == script_id]
 
 
@@ -115,6 +123,7 @@ class SttServicer(stt_service_pb2_grpc.RecognizerServicer):
 
     @property
     def script(self) -> list[str]:
+        """The process-wide transcript script (from `stt_script` or `set_script`)."""
         return list(self._script)
 
     def drop_streams(
@@ -134,6 +143,8 @@ class SttServicer(stt_service_pb2_grpc.RecognizerServicer):
         request_iterator: AsyncIterator[stt_pb2.StreamingRequest],
         context: grpc.aio.ServicerContext,
     ) -> AsyncIterator[stt_pb2.StreamingResponse]:
+        """`RecognizeStreaming`: session options first, then audio, silence and eou in;
+        events out."""
         md = _metadata(context)
         if self.auth is not None and not self.auth.check(_str(md.get("authorization"))):
             self.stats.auth_failures += 1
@@ -281,6 +292,7 @@ class SttServicer(stt_service_pb2_grpc.RecognizerServicer):
 
 
 def add_stt_service(server: grpc.aio.Server, servicer: SttServicer) -> None:
+    """Register the STT servicer on a grpc.aio server."""
     stt_service_pb2_grpc.add_RecognizerServicer_to_server(servicer, server)
 
 

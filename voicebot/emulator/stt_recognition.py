@@ -133,19 +133,24 @@ class Recognition:
 
     @property
     def received_ms(self) -> int:
+        """Audio received so far (ms), partial frame included."""
         return self._ms(self.vad.received_samples)
 
     # ------------------------------------------------------------------ inputs
 
     def audio_ms_after(self, pcm_bytes: int = 0, silence_ms: int = 0) -> int:
+        """Audio time (ms) after `pcm_bytes` more audio and `silence_ms` more silence."""
         return self._ms(self.vad.received_samples + pcm_bytes // 2) + silence_ms
 
     def on_start(self) -> list[stt_pb2.StreamingResponse]:
+        """The stream opened: the first keep-alive status."""
         out: list[stt_pb2.StreamingResponse] = []
         self._keepalive(out)
         return out
 
     def on_audio(self, pcm: bytes) -> list[stt_pb2.StreamingResponse]:
+        """Caller audio: VAD frames drive utterances, partials, finals and ends of
+        utterance."""
         out: list[stt_pb2.StreamingResponse] = []
         frames = self.vad.feed(pcm)
         if len(frames):
@@ -164,6 +169,7 @@ class Recognition:
         return out
 
     def on_silence(self, duration_ms: int) -> list[stt_pb2.StreamingResponse]:
+        """Skipped silence: time moves, an utterance may end."""
         out: list[stt_pb2.StreamingResponse] = []
         self.vad.skip(duration_ms * self.rate // 1000)
         self._after_input(out)

@@ -34,6 +34,9 @@ MIN_RATE, MAX_RATE = 8000, 48000
 
 @dataclass(frozen=True, slots=True)
 class Voice:
+    """A SpeechKit voice of the emulator: its gender (for espeak-ng) and roles (the first is
+    the default)."""
+
     female: bool
     roles: tuple[str, ...]  # first one is the default role; empty: the voice has no roles
 
@@ -222,6 +225,8 @@ class TtsServicer(tts_service_pb2_grpc.SynthesizerServicer):
     async def UtteranceSynthesis(
         self, request: tts_pb2.UtteranceSynthesisRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[tts_pb2.UtteranceSynthesisResponse]:
+        """`UtteranceSynthesis`: raw LINEAR16 at the requested rate, streamed in chunks;
+        hints validated."""
         metadata = dict(context.invocation_metadata() or ())
         if not self._auth.check(metadata.get("authorization")):
             await context.abort(grpc.StatusCode.UNAUTHENTICATED, "Unknown api key or IAM token")

@@ -65,6 +65,7 @@ class EnergyVad:
 
     @property
     def in_speech(self) -> bool:
+        """True while voiced frames (plus the hangover) continue."""
         return self._frames_since_voiced <= self.hangover_frames
 
     @property
@@ -73,6 +74,7 @@ class EnergyVad:
         return self.position + len(self._carry) // 2
 
     def feed(self, pcm: bytes) -> VadFrames:
+        """Frame `pcm` (carrying a partial frame over); which frames are voiced."""
         start = self.position
         if self._carry:
             pcm = self._carry + pcm

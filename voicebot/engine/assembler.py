@@ -27,6 +27,8 @@ from voicebot.providers.base import (
 
 @dataclass(frozen=True, slots=True)
 class Utterance:
+    """One caller utterance: text, call-audio times (ms) and how many finals made it."""
+
     segment_id: str
     text: str
     start_ms: int  # call audio time of the first word
@@ -45,6 +47,9 @@ class _FinalPart:
 
 
 class UtteranceAssembler:
+    """Turns recognition events into utterances: one per end of utterance, finals
+    deduplicated."""
+
     def __init__(
         self,
         *,
@@ -95,6 +100,7 @@ class UtteranceAssembler:
     # ------------------------------------------------------------------ events
 
     def on_event(self, ev: RecognitionEvent) -> None:
+        """One recognition event (partial, final, refinement, end of utterance, status)."""
         if self._late_index is not None and not (
             isinstance(ev, FinalRefinement) and ev.final_index == self._late_index
         ):

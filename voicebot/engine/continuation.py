@@ -40,6 +40,7 @@ class ContinuationWait:
 
     @property
     def enabled(self) -> bool:
+        """True when a wait time is configured."""
         return self.wait_s > 0
 
     @property
@@ -118,4 +119,5 @@ class ContinuationWait:
         self._timer = None
 
     def close(self) -> None:
+        """Stop the timer."""
         self._cancel()

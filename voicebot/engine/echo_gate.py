@@ -89,10 +89,12 @@ class EchoGate:
         return bool(self._intervals) and self._intervals[-1].end_ms < 0
 
     def bot_started(self, at_ms: int) -> None:
+        """Bot audio started at call-audio `at_ms`."""
         if not self.bot_audible:
             self._intervals.append(_Playback(at_ms, -1))
 
     def bot_stopped(self, at_ms: int) -> None:
+        """Bot audio stopped at call-audio `at_ms`."""
         if self.bot_audible:
             last = self._intervals[-1]
             last.end_ms = max(at_ms, last.start_ms)

@@ -35,6 +35,7 @@ class Segment:
     words: tuple[Word, ...] = ()
 
     def as_dict(self) -> dict[str, Any]:
+        """The segment as the `transcript` event carries it."""
         return {
             "id": self.id,
             "revision": self.revision,
@@ -57,6 +58,8 @@ class EventLog:
         self.dropped = 0  # events the transport failed to deliver
 
     async def emit(self, type_: str, **fields: Any) -> Event:
+        """Stamp `seq`, count the type, notify listeners and deliver to the transport
+        (failures logged)."""
         self._seq += 1
         event: Event = {"type": type_, "seq": self._seq, **fields}
         self.counts[type_] += 1
@@ -80,7 +83,9 @@ class EventLog:
         return event
 
     def transcript(self, segment: Segment) -> Awaitable[Event]:
+        """Emit a `transcript` event for `segment`."""
         return self.emit("transcript", segment=segment.as_dict())
 
     def summary(self) -> Mapping[str, int]:
+        """Events emitted per type (for the `done` summary)."""
         return dict(self.counts)

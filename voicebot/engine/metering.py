@@ -21,6 +21,7 @@ class MeteredLanguageModel:
         self.calls = 0
 
     def reset(self) -> None:
+        """Start a new turn's LLM wait count."""
         self.wait_ms = 0.0
 
     async def count_tokens(self, text: str) -> int:
@@ -35,6 +36,7 @@ class MeteredLanguageModel:
     async def complete(
         self, messages: Sequence[ChatMessage], options: GenerationOptions = GenerationOptions()
     ) -> Completion:
+        """One metered completion (the wait counts toward the turn's `llm_wait`)."""
         t = self._clock.monotonic()
         self.calls += 1
         try:
@@ -45,6 +47,7 @@ class MeteredLanguageModel:
     async def stream(
         self, messages: Sequence[ChatMessage], options: GenerationOptions = GenerationOptions()
     ) -> AsyncIterator[str]:
+        """A metered stream: the wait until each delta counts toward the turn's `llm_wait`."""
         self.calls += 1
         it = self.inner.stream(messages, options).__aiter__()
         while True:

@@ -28,6 +28,7 @@ class OnsetDetector:
         self._voiced_ms = 0.0
 
     def reset(self) -> None:
+        """Forget the voiced run."""
         self._voiced_ms = 0.0
 
     def voiced(self, pcm: bytes) -> bool:

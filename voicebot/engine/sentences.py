@@ -24,6 +24,8 @@ FIRST_CLAUSE_CHARS = 30  # the first sentence is cut at a comma this far in (0: 
 
 
 class SentenceSplitter:
+    """Cuts streamed reply text into sentences to synthesize one by one."""
+
     def __init__(
         self, min_chars: int = _MIN_CHARS, first_clause_chars: int = FIRST_CLAUSE_CHARS
     ) -> None:
@@ -50,6 +52,7 @@ class SentenceSplitter:
         return out
 
     def flush(self) -> str:
+        """The text left over (the last, unterminated sentence)."""
         rest, self._buf = self._buf.strip(), ""
         return rest
 

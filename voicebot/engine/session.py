@@ -161,6 +161,8 @@ class CallSession(SpeechOutput, TurnTaking):
     # ================================================================== the call
 
     async def run(self) -> Mapping[str, Any]:
+        """Greet, then answer each input until the call ends; returns the summary (the
+        `done` event's)."""
         ticker = asyncio.get_running_loop().create_task(self._tick(), name="session-ticker")
         reason = "error"
         try:
@@ -353,6 +355,7 @@ class CallSession(SpeechOutput, TurnTaking):
 
     @property
     def ended(self) -> str | None:
+        """Why the call ended (None while it runs)."""
         return self._ended
 
     # ================================================================== input
@@ -372,10 +375,12 @@ class CallSession(SpeechOutput, TurnTaking):
             self._last_activity = self.clock.monotonic()
 
     def feed_text(self, text: str) -> None:
+        """A typed caller utterance (browser demo, tests)."""
         if text.strip() and self._ended is None:
             self._inbox.put_nowait(_CallerText(text.strip()))
 
     def feed_dtmf(self, digit: str) -> None:
+        """One DTMF digit (0-9, *, #, A-D)."""
         self.events.counts["dtmf"] += 1
         # Digits are passed as text so a dialogue can use them ("1" = yes, etc.).
         self.feed_text(digit)
@@ -386,6 +391,7 @@ class CallSession(SpeechOutput, TurnTaking):
             self._start_turn(Turn(self._next_turn_id(), "shutdown"), farewell(text, reason))
 
     def end(self, reason: str = "caller_hangup") -> None:
+        """The far end is gone (or the call is over): the call wraps up and `run` returns."""
         if self._ended is None:
             self._ended = reason
             self._inbox.put_nowait(_End(reason))

@@ -46,6 +46,7 @@ class SpeculationStats:
     spoken_chars: int = 0  # characters of every played reply (speculated or not)
 
     def as_dict(self) -> dict[str, int]:
+        """The counts as a dict."""
         return asdict(self)
 
 
@@ -88,6 +89,7 @@ class PreparedAudio:
             await self._changed.wait()
 
     def cancel(self) -> None:
+        """Stop the synthesis."""
         self.task.cancel()
 
 

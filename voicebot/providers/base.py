@@ -87,6 +87,9 @@ class AudioCursors:
 
 @dataclass(frozen=True, slots=True)
 class Word:
+    """One recognized word with its start and end on the stream's clock (ms) and, where
+    given, confidence."""
+
     text: str
     start_ms: int
     end_ms: int
@@ -147,6 +150,9 @@ RecognitionEvent = Partial | Final | FinalRefinement | EndOfUtterance | StatusCo
 
 @dataclass(frozen=True, slots=True)
 class RecognitionOptions:
+    """How a stream should recognize: rate (Hz), language, end-of-utterance pause hint (ms),
+    normalization, model, request metadata."""
+
     sample_rate: int = 16000
     language: str = "ru-RU"
     eou_pause_ms: int = 700
@@ -163,9 +169,14 @@ class RecognitionStream(Protocol):
     Failures surface as `ProviderError` raised from the iterator.
     """
 
-    async def send_audio(self, pcm: bytes) -> None: ...
+    async def send_audio(self, pcm: bytes) -> None:
+        """Send LINEAR16 mono audio at the stream's rate; raises `ProviderError` if the
+        stream failed."""
+        ...
 
-    async def send_silence(self, duration_ms: int) -> None: ...
+    async def send_silence(self, duration_ms: int) -> None:
+        """Send `duration_ms` of silence (keeps the stream alive, advances its clock)."""
+        ...
 
     async def finish(self) -> None:
         """Half-close: no more audio; remaining results still arrive."""
@@ -202,6 +213,8 @@ class SupportsFailover(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class SynthesisOptions:
+    """How to synthesize: rate (Hz), voice, role and speed (None: the voice's own)."""
+
     sample_rate: int = 16000
     voice: str = "alena"
     role: str | None = None
@@ -209,6 +222,8 @@ class SynthesisOptions:
 
 
 class SpeechSynthesizer(Protocol):
+    """Text to speech, streamed; `name` is the provider's."""
+
     name: str
 
     def synthesize(self, text: str, options: SynthesisOptions) -> AsyncIterator[bytes]:
@@ -221,12 +236,16 @@ class SpeechSynthesizer(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class ChatMessage:
+    """One message of a chat history: system, user or assistant text."""
+
     role: Literal["system", "user", "assistant"]
     text: str
 
 
 @dataclass(frozen=True, slots=True)
 class Completion:
+    """A whole completion: text, status and token counts."""
+
     text: str
     status: str = "ALTERNATIVE_STATUS_FINAL"
     input_tokens: int = 0
@@ -235,6 +254,8 @@ class Completion:
 
 @dataclass(frozen=True, slots=True)
 class GenerationOptions:
+    """Sampling, length, JSON schema, timeout (s) and vendor extras for one request."""
+
     temperature: float = 0.3
     max_tokens: int = 500
     json_schema: dict | None = None
@@ -243,11 +264,15 @@ class GenerationOptions:
 
 
 class LanguageModel(Protocol):
+    """Text generation (YandexGPT): whole completions or streamed deltas."""
+
     name: str
 
     async def complete(
         self, messages: Sequence[ChatMessage], options: GenerationOptions = GenerationOptions()
-    ) -> Completion: ...
+    ) -> Completion:
+        """One whole completion; raises `ProviderError` (retriable or not) on failure."""
+        ...
 
     def stream(
         self, messages: Sequence[ChatMessage], options: GenerationOptions = GenerationOptions()

@@ -48,15 +48,20 @@ class DeepgramSTT:
         return f"DeepgramSTT(url={self.settings.url!r}, model={self.settings.model!r})"
 
     async def open_stream(self, options: RecognitionOptions) -> DeepgramStream:
+        """A connected Deepgram Live stream (one WebSocket)."""
         stream = DeepgramStream(self.settings, options)
         stream.start()
         return stream
 
     async def aclose(self) -> None:
+        """Nothing process-wide to close (each stream owns its socket)."""
         return None
 
 
 class DeepgramStream(WsRecognitionStream):
+    """One Deepgram Live connection: `is_final` pieces become finals, the first end signal
+    an end of utterance."""
+
     provider = "deepgram"
 
     def __init__(self, settings: DeepgramSettings, options: RecognitionOptions) -> None:
@@ -66,6 +71,8 @@ class DeepgramStream(WsRecognitionStream):
         self._last_word_end = 0.0  # connection seconds, any result's words
 
     def url(self) -> str:
+        """The listen URL with the stream's query parameters (model, language, rate,
+        endpointing...)."""
         s, o = self.settings, self.options
         params = {
             "model": s.model,
@@ -86,6 +93,7 @@ class DeepgramStream(WsRecognitionStream):
         return f"{s.url}?{urlencode(params)}"
 
     async def connect(self) -> ClientConnection:
+        """Open the socket (the 101 is Deepgram's readiness signal)."""
         headers = [("Authorization", f"Token {self.settings.api_key}")]
         headers += header_pairs(self.options.metadata)
         # Deepgram sends nothing on open: the 101 is the readiness signal.
@@ -94,9 +102,11 @@ class DeepgramStream(WsRecognitionStream):
         )
 
     async def send_frame(self, ws: ClientConnection, pcm: bytes) -> None:
+        """One binary frame of LINEAR16 (never empty: that is the legacy close)."""
         await ws.send(pcm)  # binary; never an empty frame (that is the legacy close)
 
     async def send_end(self, ws: ClientConnection) -> None:
+        """`CloseStream`: flush the last words, then the server closes."""
         await ws.send(json.dumps({"type": "CloseStream"}))
 
     async def finalize(self) -> None:
@@ -105,6 +115,7 @@ class DeepgramStream(WsRecognitionStream):
             await self._ws.send(json.dumps({"type": "Finalize"}))
 
     def on_message(self, msg: str | bytes) -> bool:
+        """Map one server message; True once the graceful end arrived."""
         try:
             data = json.loads(msg)
         except ValueError:
@@ -161,10 +172,13 @@ class DeepgramStream(WsRecognitionStream):
         self.emit(EndOfUtterance(time_ms))
 
     def on_end(self) -> None:
+        """Emit an end of utterance for finals still waiting for one."""
         if self._pieces:
             self._end_utterance(self.sent_ms)
 
     def close_error(self, code: int | None, reason: str) -> ProviderError | None:
+        """1008 (undecodable audio) is fatal, NET-0001 an idle close (`Reconnect`), NET-0000
+        retriable."""
         p = self.provider
         if code == 1008:  # DATA-0000: the audio cannot be decoded; retrying sends the same
             return ProviderError(f"deepgram: {reason or 'bad audio'}", code="DATA-0000", provider=p)

@@ -62,6 +62,7 @@ class ElevenLabsSTT:
         return f"ElevenLabsSTT(url={self.settings.url!r}, model={self.settings.model_id!r})"
 
     async def open_stream(self, options: RecognitionOptions) -> ElevenLabsStream:
+        """A connected Scribe Realtime stream (one WebSocket, `session_started` received)."""
         if options.sample_rate not in FORMATS:
             raise ProviderError(
                 f"elevenlabs: unsupported sample rate {options.sample_rate}",
@@ -73,6 +74,7 @@ class ElevenLabsSTT:
         return stream
 
     async def aclose(self) -> None:
+        """Nothing process-wide to close (each stream owns its socket)."""
         return None
 
 
@@ -110,6 +112,8 @@ def map_error(kind: str, text: str) -> ProviderError:
 
 
 class ElevenLabsStream(WsRecognitionStream):
+    """One Scribe Realtime connection: commits become finals and ends of utterance."""
+
     provider = "elevenlabs"
     max_chunk_ms = 500  # the docs recommend 0.1-1 s per chunk
 
@@ -127,10 +131,13 @@ class ElevenLabsStream(WsRecognitionStream):
 
     @property
     def vad_silence_s(self) -> float:
+        """The VAD silence threshold (s): configured, or the pause hint, clamped to 0.3-3.0."""
         s = self.settings.vad_silence_threshold_secs
         return min(3.0, max(0.3, s if s is not None else self.options.eou_pause_ms / 1000))
 
     def url(self) -> str:
+        """The realtime URL with the stream's query parameters (model, format, commit
+        strategy, VAD...)."""
         s, o = self.settings, self.options
         params: list[tuple[str, str]] = [
             ("model_id", s.model_id),
@@ -150,6 +157,8 @@ class ElevenLabsStream(WsRecognitionStream):
         return f"{s.url}?{urlencode(params)}"
 
     async def connect(self) -> ClientConnection:
+        """Open the socket and wait for `session_started`; an error message raises its
+        mapped error."""
         headers = [("xi-api-key", self.settings.api_key), *header_pairs(self.options.metadata)]
         ws = await connect(
             self.url(), additional_headers=headers, open_timeout=None, max_size=2**22
@@ -183,6 +192,7 @@ class ElevenLabsStream(WsRecognitionStream):
         return json.dumps(msg, ensure_ascii=False)
 
     async def send_frame(self, ws: ClientConnection, pcm: bytes) -> None:
+        """One `input_audio_chunk` (base64 PCM), committing where a manual commit was asked."""
         commit = bool(self._commit_marks) and self._commit_marks[0] <= self._conn_sent
         if commit:
             self._commit_marks = [m for m in self._commit_marks if m > self._conn_sent]
@@ -199,6 +209,7 @@ class ElevenLabsStream(WsRecognitionStream):
         self._wake.set()
 
     async def send_end(self, ws: ClientConnection) -> None:
+        """A final commit of what is not committed yet (padded to the 0.3 s minimum)."""
         uncommitted = self.ms_for_bytes(self._conn_sent - self._commit_pos) / 1000
         if uncommitted <= 0 and not self._commit_marks:
             return
@@ -208,9 +219,11 @@ class ElevenLabsStream(WsRecognitionStream):
         await ws.send(self._chunk(bytes(self.bytes_for_ms(pad * 1000)), True))
 
     def end_done(self) -> bool:
+        """True when every commit we sent was answered."""
         return self._awaiting <= 0 and self._plain is None
 
     def on_message(self, msg: str | bytes) -> bool:
+        """Map one server message; raises the mapped error for an error message."""
         try:
             data = json.loads(msg)
         except ValueError:
@@ -309,9 +322,12 @@ class ElevenLabsStream(WsRecognitionStream):
         self.emit(EndOfUtterance(end if words else self.sent_ms))
 
     def on_end(self) -> None:
+        """A plain commit still waiting for its timestamped twin is emitted."""
         self._cancel_plain(emit=True)
 
     def close_error(self, code: int | None, reason: str) -> ProviderError | None:
+        """A bare 1000 close is an idle close (`Reconnect`); an error type in the reason
+        maps to its error."""
         if code == 1000 and not reason:
             # The server idles a session out with a bare normal close.
             return Reconnect(

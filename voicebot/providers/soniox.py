@@ -46,11 +46,13 @@ class SonioxSTT:
         return f"SonioxSTT(url={self.settings.url!r}, model={self.settings.model!r})"
 
     async def open_stream(self, options: RecognitionOptions) -> SonioxStream:
+        """A connected Soniox RT stream (one WebSocket, configuration sent)."""
         stream = SonioxStream(self.settings, options)
         stream.start()
         return stream
 
     async def aclose(self) -> None:
+        """Nothing process-wide to close (each stream owns its socket)."""
         return None
 
 
@@ -76,6 +78,9 @@ def _words(tokens: list[dict]) -> list[Word]:
 
 
 class SonioxStream(WsRecognitionStream):
+    """One Soniox RT connection: final tokens up to `<end>`/`<fin>` become one final and an
+    end of utterance."""
+
     provider = "soniox"
 
     def __init__(self, settings: SonioxSettings, options: RecognitionOptions) -> None:
@@ -85,6 +90,7 @@ class SonioxStream(WsRecognitionStream):
         self._last_partial = ""
 
     def config(self) -> dict[str, Any]:
+        """The first message: key, model, audio format, language hints, endpoint detection."""
         s, o = self.settings, self.options
         delay = s.max_endpoint_delay_ms if s.max_endpoint_delay_ms is not None else o.eou_pause_ms
         cfg: dict[str, Any] = {
@@ -102,6 +108,7 @@ class SonioxStream(WsRecognitionStream):
         return cfg
 
     async def connect(self) -> ClientConnection:
+        """Open the socket and send the configuration."""
         headers = [("Authorization", f"Bearer {self.settings.api_key}")]
         headers += header_pairs(self.options.metadata)
         ws = await connect(
@@ -112,9 +119,11 @@ class SonioxStream(WsRecognitionStream):
         return ws
 
     async def send_frame(self, ws: ClientConnection, pcm: bytes) -> None:
+        """One binary frame of LINEAR16."""
         await ws.send(pcm)
 
     async def send_end(self, ws: ClientConnection) -> None:
+        """An empty frame: the server finalizes and closes."""
         await ws.send("")  # an empty frame ends the stream
 
     async def finalize(self) -> None:
@@ -123,6 +132,8 @@ class SonioxStream(WsRecognitionStream):
             await self._ws.send(json.dumps({"type": "finalize"}))
 
     def on_message(self, msg: str | bytes) -> bool:
+        """Map one server message; True once `finished`; raises the mapped error for an
+        error."""
         try:
             data = json.loads(msg)
         except ValueError:
@@ -166,6 +177,7 @@ class SonioxStream(WsRecognitionStream):
         self.emit(EndOfUtterance(max(time_ms, end)))
 
     def on_end(self) -> None:
+        """Final tokens still waiting for an endpoint become a last utterance."""
         if self._final_tokens:
             self._end_utterance(self._final_tokens[-1]["end_ms"])
 

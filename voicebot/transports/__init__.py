@@ -1,0 +1,2 @@
+"""Call transports: wire codecs, pacing and lifecycles per channel, behind `CallTransport`
+and `CallHost`."""

@@ -352,6 +352,7 @@ class AudioSocketServer(asyncio.AbstractServer):
 
     @property
     def sockets(self) -> tuple[socket.socket, ...]:
+        """The listening sockets."""
         return tuple(self._server.sockets) if self._server is not None else ()
 
     def close(self) -> None:
@@ -375,22 +376,27 @@ class AudioSocketServer(asyncio.AbstractServer):
             await asyncio.wait_for(self.wait_closed(), timeout_s)
 
     def get_loop(self) -> asyncio.AbstractEventLoop:
+        """The event loop of the listener."""
         assert self._server is not None
         return self._server.get_loop()
 
     def is_serving(self) -> bool:
+        """True while accepting connections."""
         return self._server is not None and self._server.is_serving()
 
     async def start_serving(self) -> None:
+        """Start accepting connections."""
         assert self._server is not None
         await self._server.start_serving()
 
     async def serve_forever(self) -> None:
+        """Accept connections until cancelled."""
         assert self._server is not None
         await self._server.serve_forever()
 
     @property
     def port(self) -> int:
+        """The bound TCP port (useful with port 0)."""
         return int(self.sockets[0].getsockname()[1])
 
 

@@ -35,7 +35,9 @@ class Playout(Protocol):
         """Bot audio the far end has played (confirmed, or estimated by a playout clock)."""
         ...
 
-    def is_playing(self) -> bool: ...
+    def is_playing(self) -> bool:
+        """True while queued audio is not played yet."""
+        ...
 
 
 class ClockPlayout:
@@ -52,6 +54,7 @@ class ClockPlayout:
         self._run_start: float | None = None  # monotonic time playback (re)started
 
     def add(self, pcm_len: int) -> None:
+        """Bot audio of `pcm_len` bytes was queued; it plays at 1x after what is queued."""
         now = self._clock.monotonic()
         played = self.played_ms()
         if self._run_start is None or played >= self._queued:
@@ -67,15 +70,18 @@ class ClockPlayout:
         self._run_start = None
 
     def queued_ms(self) -> float:
+        """Bot audio queued since the call began (ms)."""
         return self._queued
 
     def played_ms(self) -> float:
+        """Bot audio played by the 1x clock (ms)."""
         if self._run_start is None:
             return self._base_played
         elapsed = (self._clock.monotonic() - self._run_start) * 1000
         return min(self._queued, self._base_played + elapsed)
 
     def is_playing(self) -> bool:
+        """True while queued audio is not played yet."""
         return self.played_ms() < self._queued
 
 
@@ -89,21 +95,27 @@ class AckPlayout:
         self._cleared_at = 0.0  # acks are cumulative; after a clear they jump to the cut point
 
     def add(self, pcm_len: int) -> None:
+        """Bot audio of `pcm_len` bytes was queued."""
         self._queued += pcm_len / self._bytes_per_ms
 
     def ack(self, played_ms: float) -> None:
+        """The far end reports `played_ms` played (cumulative; never more than queued)."""
         self._played = min(self._queued, max(self._played, played_ms))
 
     def clear(self) -> None:
+        """Drop what was not played yet (barge-in)."""
         self._queued = self._played
 
     def queued_ms(self) -> float:
+        """Bot audio queued since the call began (ms)."""
         return self._queued
 
     def played_ms(self) -> float:
+        """Bot audio the far end reported played (ms)."""
         return self._played
 
     def is_playing(self) -> bool:
+        """True while queued audio is not played yet."""
         return self._played < self._queued
 
 

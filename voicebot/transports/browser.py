@@ -21,7 +21,7 @@ import math
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 from aiohttp import WSCloseCode, WSMsgType, web
 
@@ -29,6 +29,7 @@ from voicebot.ops.limits import TokenBucket
 from voicebot.tasks import cancel_and_wait
 from voicebot.transports.base import AckPlayout, end_session, receive_before
 from voicebot.transports.errors import ProtocolError
+from voicebot.transports.host import LiveCall
 
 log = logging.getLogger(__name__)
 
@@ -45,19 +46,10 @@ START_TIMEOUT_S = 15.0  # a connection must send `start` within this
 MAX_PROTOCOL_ERRORS = 50  # a client that keeps sending garbage is cut off
 MAX_TEXT_CHARS = 2000
 MAX_OUT_FRAME_MS = 200  # bot audio is split into binary frames of at most this much
-ACK_TOLERANCE_MS = 1.0  # an ack this close to everything sent means everything played  # how long run() may take to return after end()
+ACK_TOLERANCE_MS = 1.0  # an ack this close to everything sent means everything played
 
-
-class BrowserSession(Protocol):
-    """The parts of `voicebot.engine.session.CallSession` this codec drives."""
-
-    session_id: str
-
-    async def run(self) -> Mapping[str, Any]: ...
-    def feed_audio(self, pcm: bytes) -> None: ...
-    def feed_text(self, text: str) -> None: ...
-    def feed_dtmf(self, digit: str) -> None: ...
-    def end(self, reason: str = "caller_hangup") -> None: ...
+# The call this codec drives: the host's `LiveCall`, nothing more.
+BrowserSession = LiveCall
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,9 +100,11 @@ class BrowserTransport:
 
     @property
     def closed(self) -> bool:
+        """True once the WebSocket is closing or closed."""
         return self._ws.closed
 
     async def play(self, pcm: bytes) -> None:
+        """Queue bot audio: binary frames of at most 200 ms, counted in the playout."""
         if len(pcm) % 2:
             pcm = pcm[:-1]  # a torn sample would shift every later one into noise
         for i in range(0, len(pcm), self._max_frame):
@@ -119,25 +113,30 @@ class BrowserTransport:
                 self.playout.add(len(chunk))
 
     async def clear(self) -> None:
+        """Drop unplayed audio (barge-in) and tell the page to stop playback."""
         self.playout.clear()
         await self.send_json({"type": "clear"})
 
     async def hangup(self, reason: str) -> None:
-        # The session's run() returns after hanging up; the call then closes with 1000.
+        """The bot ends the call: the session's run() returns after hanging up, and the
+        call then closes with 1000."""
         self.hangup_reason = reason
 
     async def send_event(self, event: Mapping[str, Any]) -> None:
+        """A session event as JSON text (dropped once the socket is closed)."""
         if event.get("type") == "done":
             self.done_sent = True
         await self.send_json(event)
 
     def ack(self, played_ms: float) -> None:
+        """The page's `playback` report: `played_ms` of bot audio played."""
         queued = self.playout.queued_ms()
         if queued - ACK_TOLERANCE_MS <= played_ms < queued:
             played_ms = queued  # a client rounding to whole ms must not leave us "playing"
         self.playout.ack(played_ms)
 
     async def send_json(self, message: Mapping[str, Any]) -> bool:
+        """Send one JSON message; False when the socket is gone."""
         return await self._send(json.dumps(message, ensure_ascii=False, default=str))
 
     async def _send(self, data: str | bytes) -> bool:

@@ -26,10 +26,12 @@ def pcm_to_ulaw(pcm: bytes) -> bytes:
 
 
 def alaw_to_pcm(data: bytes) -> bytes:
+    """A-law bytes to LINEAR16 (2 bytes per sample)."""
     return audioop.alaw2lin(data, SAMPLE_WIDTH)
 
 
 def pcm_to_alaw(pcm: bytes) -> bytes:
+    """LINEAR16 to A-law (raises ValueError for an odd length)."""
     _check_pcm(pcm)
     return audioop.lin2alaw(pcm, SAMPLE_WIDTH)
 

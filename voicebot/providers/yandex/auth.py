@@ -10,6 +10,9 @@ from typing import Protocol
 
 
 class YandexAuth(Protocol):
+    """Request credentials for Yandex Cloud: the `Authorization` header, refreshed as
+    needed."""
+
     async def headers(self) -> list[tuple[str, str]]:
         """`authorization` (and `x-folder-id` where needed) for the next call.
 
@@ -22,7 +25,9 @@ class YandexAuth(Protocol):
         next `headers()` fetches a fresh one."""
         ...
 
-    async def aclose(self) -> None: ...
+    async def aclose(self) -> None:
+        """Release what the auth holds (a refresh task, an HTTP client)."""
+        ...
 
 
 class ApiKeyAuth:
@@ -36,6 +41,7 @@ class ApiKeyAuth:
         return "ApiKeyAuth(api_key=***)"
 
     async def headers(self) -> list[tuple[str, str]]:
+        """`Authorization: Api-Key <key>` (never logged)."""
         h = [("authorization", f"Api-Key {self._api_key}")]
         if self._folder_id:
             h.append(("x-folder-id", self._folder_id))
@@ -45,4 +51,5 @@ class ApiKeyAuth:
         """An API key cannot be refreshed; a retry sends the same key."""
 
     async def aclose(self) -> None:
+        """Nothing to release."""
         return None

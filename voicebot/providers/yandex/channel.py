@@ -15,6 +15,7 @@ CHANNEL_OPTIONS: list[tuple[str, int]] = [
 
 
 def open_channel(endpoint: str, tls: bool) -> grpc.aio.Channel:
+    """One gRPC channel to `endpoint` (TLS or plaintext), keep-alive tuned for long streams."""
     if tls:
         return grpc.aio.secure_channel(
             endpoint, grpc.ssl_channel_credentials(), options=CHANNEL_OPTIONS

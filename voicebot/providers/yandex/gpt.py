@@ -131,6 +131,7 @@ class YandexGPT:
 
     @property
     def model_uri(self) -> str:
+        """`gpt://<folder>/<model>`."""
         return f"gpt://{self._folder_id}/{self._settings.model}"
 
     def _client(self) -> httpx.AsyncClient:
@@ -141,6 +142,7 @@ class YandexGPT:
     def request_body(
         self, messages: Sequence[ChatMessage], options: GenerationOptions, *, stream: bool
     ) -> dict[str, Any]:
+        """The completion request's JSON body for `messages` and `options`."""
         body: dict[str, Any] = {
             "modelUri": self.model_uri,
             "completionOptions": {
@@ -178,6 +180,7 @@ class YandexGPT:
     async def complete(
         self, messages: Sequence[ChatMessage], options: GenerationOptions = _DEFAULT_OPTIONS
     ) -> Completion:
+        """One whole completion, retried on 429/5xx with backoff up to `max_retries`."""
         deadline = asyncio.get_running_loop().time() + options.timeout_s
         try:
             async with asyncio.timeout_at(deadline):
@@ -323,6 +326,7 @@ class YandexGPT:
         return len(tokens)
 
     async def aclose(self) -> None:
+        """Close the HTTP client (when this instance made it)."""
         if self._own_http and self._http is not None:
             await self._http.aclose()
         self._http = None

@@ -97,6 +97,8 @@ class IamTokenAuth:
     # ------------------------------------------------------------------ YandexAuth
 
     async def headers(self) -> list[tuple[str, str]]:
+        """`Authorization: Bearer <IAM token>`, exchanging the key for a fresh token when
+        needed."""
         token = await self._current_token()
         h = [("authorization", f"Bearer {token}")]
         if self._folder_id:
@@ -104,9 +106,11 @@ class IamTokenAuth:
         return h
 
     async def invalidate(self) -> None:
+        """Drop the current token (the server refused it): the next request gets a new one."""
         self._token = None
 
     async def aclose(self) -> None:
+        """Stop the refresh task and close the HTTP client."""
         self._closed = True
         task, self._task = self._task, None
         await cancel_and_wait(task)

@@ -66,6 +66,8 @@ def map_grpc_error(code: grpc.StatusCode, details: str | None) -> ProviderError:
 
 
 def session_options(options: RecognitionOptions) -> stt_pb2.StreamingRequest:
+    """The first request of a stream: raw LINEAR16 at the rate, language, normalization, EOU
+    hint."""
     eou_kw = (
         {"max_pause_between_words_hint_ms": options.eou_pause_ms} if options.eou_pause_ms else {}
     )
@@ -323,4 +325,5 @@ class YandexSTT:
         self._refused = True
 
     async def aclose(self) -> None:
+        """Close the gRPC channel."""
         await self._channel.close()

@@ -172,6 +172,7 @@ class YandexTTS:
                 call.cancel()
 
     async def aclose(self) -> None:
+        """Close the gRPC channel, if one was opened."""
         channel, self._channel, self._stub = self._channel, None, None
         if channel is not None:
             await channel.close()
