@@ -6,7 +6,6 @@ queue when its sender died mid-delivery; finishing a row requires still holding 
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
@@ -14,7 +13,8 @@ from typing import Any
 import psycopg
 from psycopg_pool import AsyncConnectionPool
 
-from booking.notify.message import Notification, OutboxRow, OutboxStats, row_key
+from booking.notify.message import Notification, OutboxRow, OutboxStats
+from booking.store import sql
 
 SCHEMA = [
     """CREATE TABLE IF NOT EXISTS outbox (
@@ -44,22 +44,7 @@ _COLS = (
 
 
 def _row(r: Sequence[Any]) -> OutboxRow:
-    return OutboxRow(
-        id=r[0],
-        key=r[1],
-        kind=r[2],
-        channel=r[3],
-        recipient=r[4],
-        data=r[5],
-        booking_id=r[6],
-        status=r[7],
-        attempts=r[8],
-        next_attempt_at=r[9],
-        created_at=r[10],
-        sent_at=r[11],
-        last_error=r[12],
-        lease_owner=r[13],
-    )
+    return sql.outbox_row(r)
 
 
 async def insert_rows(
@@ -72,30 +57,21 @@ async def insert_rows(
     clock); an existing key is skipped."""
     n = 0
     for note in rows:
-        data = dict(note.data)
-        if booking_id is not None:
-            data.setdefault("id", booking_id)
         cur = await conn.execute(
             "INSERT INTO outbox (key, kind, channel, recipient, data, booking_id,"
             " next_attempt_at, created_at) VALUES (%s, %s, %s, %s, %s, %s,"
             " COALESCE(%s, now()), COALESCE(%s, now())) ON CONFLICT (key) DO NOTHING",
-            (
-                row_key(note, booking_id),
-                note.kind,
-                note.channel,
-                note.recipient,
-                json.dumps(data, ensure_ascii=False, default=str),
-                booking_id,
-                now,
-                now,
-            ),
+            sql.outbox_values(note, booking_id, now),
         )
         n += cur.rowcount
     return n
 
 
-class PgOutbox:
+class PgOutbox(sql.SharedOutboxWrites):
     """`booking.notify.outbox.Outbox` on the store's PostgreSQL pool."""
+
+    dialect = sql.POSTGRES
+    outbox_columns = _COLS
 
     def __init__(self, pool: Any) -> None:
         self._pool_ref = pool
@@ -127,9 +103,9 @@ class PgOutbox:
             rows = [_row(r) for r in await cur.fetchall()]
         return sorted(rows, key=lambda r: r.id)
 
-    async def _finish(self, sql: str, params: tuple[Any, ...]) -> bool:
+    async def _finish(self, text: str, params: Sequence[Any]) -> bool:
         async with self._pool.connection() as conn:
-            cur = await conn.execute(sql, params)
+            cur = await conn.execute(text, params)
             return cur.rowcount == 1
 
     async def mark_sent(self, row_id: int, owner: str, now: datetime) -> bool:
@@ -141,32 +117,10 @@ class PgOutbox:
             (now, row_id, owner),
         )
 
-    async def mark_retry(self, row_id: int, owner: str, *, at: datetime, error: str) -> bool:
-        """Not delivered yet: due again at `at`."""
-        return await self._finish(
-            "UPDATE outbox SET next_attempt_at = %s, lease_owner = NULL, lease_until = NULL,"
-            " last_error = %s WHERE id = %s AND lease_owner = %s AND status = 'pending'",
-            (at, error[:500], row_id, owner),
-        )
-
-    async def mark_failed(
-        self, row_id: int, owner: str, *, error: str, status: str = "failed"
-    ) -> bool:
-        """Given up (`failed`) or deliberately not sent (`skipped`)."""
-        return await self._finish(
-            "UPDATE outbox SET status = %s, lease_owner = NULL, lease_until = NULL,"
-            " last_error = %s WHERE id = %s AND lease_owner = %s AND status = 'pending'",
-            (status, error[:500], row_id, owner),
-        )
-
-    async def list(self, *, status: str | None = None, limit: int = 200) -> list[OutboxRow]:
-        """Newest first."""
-        where = "WHERE status = %s" if status else ""
-        params: tuple[Any, ...] = (status, limit) if status else (limit,)
+    async def _rows(self, query: sql.Query) -> list[OutboxRow]:
+        text, params = query
         async with self._pool.connection() as conn:
-            cur = await conn.execute(
-                f"SELECT {_COLS} FROM outbox {where} ORDER BY id DESC LIMIT %s", params
-            )
+            cur = await conn.execute(text, params)
             return [_row(r) for r in await cur.fetchall()]
 
     async def stats(self, now: datetime) -> OutboxStats:

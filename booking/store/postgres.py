@@ -7,7 +7,6 @@ number of processes cannot both succeed. Idempotency per call is a partial uniqu
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
@@ -20,7 +19,7 @@ from psycopg_pool import AsyncConnectionPool
 from booking.models import Booking, CallRecord, NewBooking, SlotTaken, StoreError, new_booking_id
 from booking.notify.message import Notification
 from booking.privacy.act import PurgeReport
-from booking.store import postgres_privacy
+from booking.store import postgres_privacy, sql
 from booking.store.pg_outbox import SCHEMA as OUTBOX_SCHEMA
 from booking.store.pg_outbox import PgOutbox, insert_rows
 
@@ -64,10 +63,7 @@ SCHEMA = [
 ]
 
 _COLS = "id, call_id, service, master, start_at, end_at, tz, name, phone, status, created_at, seq"
-_CALL_COLS = (
-    "call_id, started_at, ended_at, outcome, reason, transcript, extracted,"
-    " summary, booking_id, stats"
-)
+_CALL_COLS = sql.CALL_COLUMNS
 
 
 def _tz_name(dt: datetime) -> str:
@@ -92,22 +88,12 @@ def _row_to_booking(row: Sequence[Any]) -> Booking:
     )
 
 
-def _row_to_call(row: Sequence[Any]) -> CallRecord:
-    return CallRecord(
-        call_id=row[0],
-        started_at=row[1],
-        ended_at=row[2],
-        outcome=row[3],
-        reason=row[4],
-        transcript=row[5],
-        extracted=row[6],
-        summary=row[7],
-        booking_id=row[8],
-        stats=row[9],
-    )
+class PostgresStore(sql.SharedBookingReads):
+    """Bookings, call records and the outbox in PostgreSQL (a pool of `max_size`)."""
 
+    dialect = sql.POSTGRES
+    booking_columns = _COLS
 
-class PostgresStore:
     def __init__(self, url: str, *, max_size: int = 10) -> None:
         self.url = url
         self._max_size = max_size
@@ -190,45 +176,11 @@ class PostgresStore:
                 return _row_to_booking(row)
             raise StoreError("could not allocate a booking id")
 
-    async def _query(self, sql: str, params: Sequence[Any] = ()) -> list[Booking]:
+    async def _bookings(self, query: sql.Query) -> list[Booking]:
+        text, params = query
         async with self.pool.connection() as conn:
-            cur = await conn.execute(sql, params)
+            cur = await conn.execute(text, params)
             return [_row_to_booking(r) for r in await cur.fetchall()]
-
-    async def list_between(
-        self,
-        start: datetime,
-        end: datetime,
-        *,
-        master: str | None = None,
-        include_cancelled: bool = False,
-    ) -> Sequence[Booking]:
-        """Bookings overlapping [start, end), active only unless `include_cancelled`."""
-        active = "" if include_cancelled else "status = 'active' AND "
-        sql = f"SELECT {_COLS} FROM bookings WHERE {active}start_at < %s AND end_at > %s"
-        params: list[Any] = [end, start]
-        if master is not None:
-            sql += " AND master = %s"
-            params.append(master)
-        return await self._query(sql + " ORDER BY start_at, master", params)
-
-    async def list_all(self, *, include_cancelled: bool = False) -> Sequence[Booking]:
-        where = "" if include_cancelled else " WHERE status = 'active'"
-        return await self._query(f"SELECT {_COLS} FROM bookings{where} ORDER BY start_at, master")
-
-    async def get(self, booking_id: str) -> Booking | None:
-        rows = await self._query(f"SELECT {_COLS} FROM bookings WHERE id = %s", (booking_id,))
-        return rows[0] if rows else None
-
-    async def find_by_phone(
-        self, phone: str, *, after: datetime | None = None
-    ) -> Sequence[Booking]:
-        sql = f"SELECT {_COLS} FROM bookings WHERE phone = %s AND status = 'active'"
-        params: list[Any] = [phone]
-        if after is not None:
-            sql += " AND end_at > %s"
-            params.append(after)
-        return await self._query(sql + " ORDER BY start_at", params)
 
     async def cancel(
         self, booking_id: str, *, notify: Sequence[Notification] = ()
@@ -247,28 +199,16 @@ class PostgresStore:
         return _row_to_booking(row)
 
     async def save_call(self, record: CallRecord) -> None:
+        """Store (or replace) one call's record."""
         async with self.pool.connection() as conn:
             await conn.execute(
-                "INSERT INTO calls (call_id, started_at, ended_at, outcome, reason, transcript,"
-                " extracted, summary, booking_id, stats)"
-                " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+                f"INSERT INTO calls ({_CALL_COLS}) VALUES ({', '.join(['%s'] * 10)})"
                 " ON CONFLICT (call_id) DO UPDATE SET ended_at = EXCLUDED.ended_at,"
                 " outcome = EXCLUDED.outcome, reason = EXCLUDED.reason,"
                 " transcript = EXCLUDED.transcript, extracted = EXCLUDED.extracted,"
                 " summary = EXCLUDED.summary, booking_id = EXCLUDED.booking_id,"
                 " stats = EXCLUDED.stats",
-                (
-                    record.call_id,
-                    record.started_at,
-                    record.ended_at,
-                    record.outcome,
-                    record.reason,
-                    json.dumps(record.transcript, ensure_ascii=False),
-                    json.dumps(record.extracted, ensure_ascii=False),
-                    record.summary,
-                    record.booking_id,
-                    json.dumps(record.stats, ensure_ascii=False),
-                ),
+                sql.call_record_values(record),
             )
 
     async def get_call(self, call_id: str) -> CallRecord | None:
@@ -277,25 +217,17 @@ class PostgresStore:
                 f"SELECT {_CALL_COLS} FROM calls WHERE call_id = %s", (call_id,)
             )
             row = await cur.fetchone()
-        return _row_to_call(row) if row is not None else None
+        return sql.call_record(row) if row is not None else None
 
     async def list_calls(
         self, start: datetime, end: datetime, *, brief: bool = False
     ) -> Sequence[CallRecord]:
         """Calls that started in [start, end), newest first; `brief`: without transcript
         and turn log."""
-        cols = (
-            _CALL_COLS.replace("transcript, extracted", "'[]'::jsonb, '{}'::jsonb")
-            if brief
-            else _CALL_COLS
-        )
+        query, params = sql.calls_between(sql.POSTGRES, _CALL_COLS, start, end, brief=brief)
         async with self.pool.connection() as conn:
-            cur = await conn.execute(
-                f"SELECT {cols} FROM calls WHERE started_at >= %s AND started_at < %s"
-                " ORDER BY started_at DESC",
-                (start, end),
-            )
-            return [_row_to_call(r) for r in await cur.fetchall()]
+            cur = await conn.execute(query, params)
+            return [sql.call_record(r) for r in await cur.fetchall()]
 
     async def purge(self, *, calls_before: datetime, visits_before: datetime) -> PurgeReport:
         """Retention (see booking/store/postgres_privacy.py)."""

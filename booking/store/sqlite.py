@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 from booking.models import Booking, CallRecord, NewBooking, SlotTaken, StoreError, new_booking_id
 from booking.notify.message import Notification
 from booking.privacy.act import PurgeReport
-from booking.store import sqlite_privacy
+from booking.store import sql, sqlite_privacy
 from booking.store.sqlite_outbox import SCHEMA as OUTBOX_SCHEMA
 from booking.store.sqlite_outbox import SqliteOutbox, insert_rows
 
@@ -67,25 +67,11 @@ _MIGRATIONS = (
     ("bookings", "seq", "ALTER TABLE bookings ADD COLUMN seq INTEGER NOT NULL DEFAULT 0"),
     ("calls", "started_ts", "ALTER TABLE calls ADD COLUMN started_ts INTEGER"),
 )
-_CALL_COLS = (
-    "call_id, started_at, ended_at, outcome, reason, transcript, extracted,"
-    " summary, booking_id, stats"
-)
+_CALL_COLS = sql.CALL_COLUMNS
 
 
-def _row_to_call(row: Sequence[Any]) -> CallRecord:
-    return CallRecord(
-        call_id=row[0],
-        started_at=datetime.fromisoformat(row[1]),
-        ended_at=datetime.fromisoformat(row[2]),
-        outcome=row[3],
-        reason=row[4],
-        transcript=json.loads(row[5]),
-        extracted=json.loads(row[6]),
-        summary=row[7],
-        booking_id=row[8],
-        stats=json.loads(row[9]),
-    )
+def _call(row: Sequence[Any]) -> CallRecord:
+    return sql.call_record(row, when=datetime.fromisoformat, doc=json.loads)
 
 
 def _row_to_booking(row: Sequence[Any]) -> Booking:
@@ -104,7 +90,12 @@ def _row_to_booking(row: Sequence[Any]) -> Booking:
     )
 
 
-class SqliteStore:
+class SqliteStore(sql.SharedBookingReads):
+    """Bookings, call records and the outbox in one SQLite file (WAL, a reader connection)."""
+
+    dialect = sql.SQLITE
+    booking_columns = _COLS
+
     def __init__(self, path: str | Path) -> None:
         self.path = str(path)
         self._conn: sqlite3.Connection | None = None
@@ -257,48 +248,10 @@ class SqliteStore:
 
         return await self._run(tx)
 
-    async def list_between(
-        self,
-        start: datetime,
-        end: datetime,
-        *,
-        master: str | None = None,
-        include_cancelled: bool = False,
-    ) -> Sequence[Booking]:
-        """Bookings overlapping [start, end), active only unless `include_cancelled`."""
-        active = "" if include_cancelled else "status = 'active' AND "
-        sql = f"SELECT {_COLS} FROM bookings WHERE {active}start_ts < ? AND end_ts > ?"
-        params: list[Any] = [int(end.timestamp()), int(start.timestamp())]
-        if master is not None:
-            sql += " AND master = ?"
-            params.append(master)
-        sql += " ORDER BY start_ts, master"
+    async def _bookings(self, query: sql.Query) -> list[Booking]:
+        text, params = query
         return await self._read(
-            lambda c: [_row_to_booking(r) for r in c.execute(sql, params).fetchall()]
-        )
-
-    async def list_all(self, *, include_cancelled: bool = False) -> Sequence[Booking]:
-        where = "" if include_cancelled else " WHERE status = 'active'"
-        sql = f"SELECT {_COLS} FROM bookings{where} ORDER BY start_ts, master"
-        return await self._read(lambda c: [_row_to_booking(r) for r in c.execute(sql).fetchall()])
-
-    async def get(self, booking_id: str) -> Booking | None:
-        def q(c: sqlite3.Connection) -> Booking | None:
-            row = c.execute(f"SELECT {_COLS} FROM bookings WHERE id = ?", (booking_id,)).fetchone()
-            return _row_to_booking(row) if row else None
-
-        return await self._read(q)
-
-    async def find_by_phone(
-        self, phone: str, *, after: datetime | None = None
-    ) -> Sequence[Booking]:
-        after_ts = int(after.timestamp()) if after else -(2**62)
-        sql = (
-            f"SELECT {_COLS} FROM bookings WHERE phone = ? AND status = 'active'"
-            " AND end_ts > ? ORDER BY start_ts"
-        )
-        return await self._read(
-            lambda c: [_row_to_booking(r) for r in c.execute(sql, (phone, after_ts)).fetchall()]
+            lambda c: [_row_to_booking(r) for r in c.execute(text, params).fetchall()]
         )
 
     async def cancel(
@@ -329,24 +282,15 @@ class SqliteStore:
         return await self._run(tx)
 
     async def save_call(self, record: CallRecord) -> None:
+        """Store (or replace) one call's record."""
+        values = [*sql.call_record_values(record, when=datetime.isoformat)]
+        values.append(int(record.started_at.timestamp()))
+
         def tx(c: sqlite3.Connection) -> None:
             c.execute(
-                "INSERT OR REPLACE INTO calls (call_id, started_at, ended_at, outcome, reason,"
-                " transcript, extracted, summary, booking_id, stats, started_ts)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    record.call_id,
-                    record.started_at.isoformat(),
-                    record.ended_at.isoformat(),
-                    record.outcome,
-                    record.reason,
-                    json.dumps(record.transcript, ensure_ascii=False),
-                    json.dumps(record.extracted, ensure_ascii=False),
-                    record.summary,
-                    record.booking_id,
-                    json.dumps(record.stats, ensure_ascii=False),
-                    int(record.started_at.timestamp()),
-                ),
+                f"INSERT OR REPLACE INTO calls ({_CALL_COLS}, started_ts)"
+                f" VALUES ({', '.join(['?'] * 11)})",
+                values,
             )
 
         await self._run(tx)
@@ -356,7 +300,7 @@ class SqliteStore:
             row = c.execute(
                 f"SELECT {_CALL_COLS} FROM calls WHERE call_id = ?", (call_id,)
             ).fetchone()
-            return _row_to_call(row) if row is not None else None
+            return _call(row) if row is not None else None
 
         return await self._read(q)
 
@@ -365,17 +309,8 @@ class SqliteStore:
     ) -> Sequence[CallRecord]:
         """Calls that started in [start, end), newest first; `brief`: without transcript
         and turn log (lists and numbers need neither, and they are most of the bytes)."""
-        cols = _CALL_COLS.replace("transcript, extracted", "'[]', '{}'") if brief else _CALL_COLS
-
-        def q(c: sqlite3.Connection) -> list[CallRecord]:
-            rows = c.execute(
-                f"SELECT {cols} FROM calls WHERE started_ts >= ? AND started_ts < ?"
-                " ORDER BY started_ts DESC",
-                (int(start.timestamp()), int(end.timestamp())),
-            ).fetchall()
-            return [_row_to_call(r) for r in rows]
-
-        return await self._read(q)
+        text, params = sql.calls_between(sql.SQLITE, _CALL_COLS, start, end, brief=brief)
+        return await self._read(lambda c: [_call(r) for r in c.execute(text, params).fetchall()])
 
     async def purge(self, *, calls_before: datetime, visits_before: datetime) -> PurgeReport:
         """Retention: delete call records older than `calls_before`, anonymize bookings

@@ -16,7 +16,8 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-from booking.notify.message import Notification, OutboxRow, OutboxStats, row_key
+from booking.notify.message import Notification, OutboxRow, OutboxStats
+from booking.store import sql
 
 T = TypeVar("T")
 
@@ -56,22 +57,7 @@ def _dt(ms: int | None) -> datetime | None:
 
 
 def _row(r: Sequence[Any]) -> OutboxRow:
-    return OutboxRow(
-        id=r[0],
-        key=r[1],
-        kind=r[2],
-        channel=r[3],
-        recipient=r[4],
-        data=json.loads(r[5]),
-        booking_id=r[6],
-        status=r[7],
-        attempts=r[8],
-        next_attempt_at=_dt(r[9]) or datetime.now(UTC),
-        created_at=_dt(r[10]) or datetime.now(UTC),
-        sent_at=_dt(r[11]),
-        last_error=r[12],
-        lease_owner=r[13],
-    )
+    return sql.outbox_row(r, when=_dt, doc=json.loads)
 
 
 def insert_rows(
@@ -84,22 +70,10 @@ def insert_rows(
     Returns how many rows were new."""
     n = 0
     for note in rows:
-        data = dict(note.data)
-        if booking_id is not None:
-            data.setdefault("id", booking_id)
         cur = conn.execute(
             "INSERT OR IGNORE INTO outbox (key, kind, channel, recipient, data, booking_id,"
             " next_attempt_ms, created_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            (
-                row_key(note, booking_id),
-                note.kind,
-                note.channel,
-                note.recipient,
-                json.dumps(data, ensure_ascii=False, default=str),
-                booking_id,
-                _ms(now),
-                _ms(now),
-            ),
+            sql.outbox_values(note, booking_id, _ms(now)),
         )
         n += cur.rowcount
     return n
@@ -108,8 +82,11 @@ def insert_rows(
 Runner = Callable[[Callable[[sqlite3.Connection], Any]], Any]
 
 
-class SqliteOutbox:
+class SqliteOutbox(sql.SharedOutboxWrites):
     """`booking.notify.outbox.Outbox` on the store's SQLite file."""
+
+    dialect = sql.SQLITE
+    outbox_columns = _COLS
 
     def __init__(self, run: Runner, read: Runner) -> None:
         self._run = run
@@ -182,9 +159,9 @@ class SqliteOutbox:
 
         return list(await self._run(tx))
 
-    async def _finish(self, sql: str, params: tuple[Any, ...]) -> bool:
+    async def _finish(self, text: str, params: Sequence[Any]) -> bool:
         def tx(c: sqlite3.Connection) -> bool:
-            return c.execute(sql, params).rowcount == 1
+            return c.execute(text, params).rowcount == 1
 
         return bool(await self._run(tx))
 
@@ -197,30 +174,9 @@ class SqliteOutbox:
             (_ms(now), row_id, owner),
         )
 
-    async def mark_retry(self, row_id: int, owner: str, *, at: datetime, error: str) -> bool:
-        """Not delivered yet: due again at `at`."""
-        return await self._finish(
-            "UPDATE outbox SET next_attempt_ms = ?, lease_owner = NULL, lease_until_ms = NULL,"
-            " last_error = ? WHERE id = ? AND lease_owner = ? AND status = 'pending'",
-            (_ms(at), error[:500], row_id, owner),
-        )
-
-    async def mark_failed(
-        self, row_id: int, owner: str, *, error: str, status: str = "failed"
-    ) -> bool:
-        """Given up (`failed`) or deliberately not sent (`skipped`)."""
-        return await self._finish(
-            "UPDATE outbox SET status = ?, lease_owner = NULL, lease_until_ms = NULL,"
-            " last_error = ? WHERE id = ? AND lease_owner = ? AND status = 'pending'",
-            (status, error[:500], row_id, owner),
-        )
-
-    async def list(self, *, status: str | None = None, limit: int = 200) -> list[OutboxRow]:
-        """Newest first."""
-        where = "WHERE status = ?" if status else ""
-        params: tuple[Any, ...] = (status, limit) if status else (limit,)
-        sql = f"SELECT {_COLS} FROM outbox {where} ORDER BY id DESC LIMIT ?"
-        return list(await self._read(lambda c: [_row(r) for r in c.execute(sql, params)]))
+    async def _rows(self, query: sql.Query) -> list[OutboxRow]:
+        text, params = query
+        return list(await self._read(lambda c: [_row(r) for r in c.execute(text, params)]))
 
     async def stats(self, now: datetime) -> OutboxStats:
         """Counts by status and the oldest pending row's age."""
