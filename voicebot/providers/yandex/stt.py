@@ -260,16 +260,18 @@ class YandexRecognitionStream:
         stream gets a fresh token."""
         if self._refusal is not None:
             return self._refusal  # the writer and the reader see the same verdict
+        masked = False
+        if err.code == grpc.StatusCode.INTERNAL.name:
+            with contextlib.suppress(asyncio.CancelledError):
+                masked = _LOCAL_WRITE_FAILURE in (await call.debug_error_string() or "")
         if not self._accepted and not self._closed and not self._careful:
-            masked = False
-            if err.code == grpc.StatusCode.INTERNAL.name:
-                with contextlib.suppress(asyncio.CancelledError):
-                    masked = _LOCAL_WRITE_FAILURE in (await call.debug_error_string() or "")
             if err.code == grpc.StatusCode.UNAUTHENTICATED.name or masked:
                 log.info("STT call refused before any response (%s); a new one may pass", err.code)
                 await self._auth.invalidate()
                 self._on_refused()
                 err = ReopenNow(err)
+        elif masked:
+            return err  # not a verdict: the reader still gets the server's real status
         self._refusal = err
         return err
 
