@@ -12,7 +12,6 @@ import subprocess
 import sys
 
 import pytest
-
 from voicebot.soak import FAULTS, memory_growth
 
 pytestmark = [

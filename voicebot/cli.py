@@ -80,7 +80,11 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--json", action="store_true")
     b.add_argument("--config", default=None)
     b.add_argument(
-        "--soak", type=float, default=None, metavar="SECONDS", help="a long run (voicebot.bench.soak)"
+        "--soak",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="a long run (voicebot.bench.soak)",
     )
     b.add_argument(
         "--faults", action="store_true", help="soak: inject STT drops, GPT and TTS errors"
