@@ -12,7 +12,7 @@ import subprocess
 import sys
 
 import pytest
-from voicebot.soak import FAULTS, memory_growth
+from voicebot.bench.soak import FAULTS, memory_growth
 
 pytestmark = [
     pytest.mark.slow,
