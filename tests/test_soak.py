@@ -12,6 +12,7 @@ import subprocess
 import sys
 
 import pytest
+
 from voicebot.bench.soak import FAULTS, memory_growth
 
 pytestmark = [

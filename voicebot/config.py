@@ -26,9 +26,8 @@ from voicebot.redact import redact_url
 from voicebot.stt_options import (
     RETIRED_POLICY_KEYS,
     RETIRED_VENDOR_KEYS,
-    DeepgramSettings,
-    ElevenLabsSettings,
-    SonioxSettings,
+    VENDOR_KEY_ENV,
+    SttProviders,
 )
 
 log = logging.getLogger(__name__)
@@ -293,41 +292,6 @@ class DialogueSettings:
         "booking.bot:build_provider"  # short name (booking, chat, echo) or module:builder
     )
     modes: list[str] = field(default_factory=list)  # more dialogues a browser caller may pick
-
-
-STT_PROVIDERS = ("yandex", "elevenlabs", "deepgram", "soniox")
-VENDOR_KEY_ENV = {
-    "elevenlabs": "ELEVENLABS_API_KEY",
-    "deepgram": "DEEPGRAM_API_KEY",
-    "soniox": "SONIOX_API_KEY",
-}
-
-
-@dataclass
-class SttProviders:
-    """`stt:`: which recognizer a call uses and what it fails over to.
-
-    Order: `--stt`, then `provider`, then the first configured (yandex, elevenlabs,
-    deepgram, soniox). Vendor API keys only from the environment (`VENDOR_KEY_ENV`).
-    """
-
-    provider: str = ""  # "" = the first configured
-    failover: list[str] = field(default_factory=list)  # next providers for a live call
-    elevenlabs: ElevenLabsSettings = field(default_factory=ElevenLabsSettings)
-    deepgram: DeepgramSettings = field(default_factory=DeepgramSettings)
-    soniox: SonioxSettings = field(default_factory=SonioxSettings)
-
-    def __post_init__(self) -> None:
-        for name in [self.provider, *self.failover]:
-            if name and name not in STT_PROVIDERS:
-                raise ValueError(
-                    f"config: unknown STT provider {name!r} (known: {', '.join(STT_PROVIDERS)})"
-                )
-
-    def vendor(self, name: str) -> ElevenLabsSettings | DeepgramSettings | SonioxSettings:
-        """The options of vendor `name` (one of `VENDOR_KEY_ENV`)."""
-        options: ElevenLabsSettings | DeepgramSettings | SonioxSettings = getattr(self, name)
-        return options
 
 
 @dataclass

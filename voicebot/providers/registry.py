@@ -22,13 +22,15 @@ import logging
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
-from voicebot.config import STT_PROVIDERS, VENDOR_KEY_ENV, SttProviders
 from voicebot.providers.base import RecognitionOptions, RecognitionStream, SpeechRecognizer
 from voicebot.providers.failover import FailoverRecognizer
 from voicebot.stt_options import (
     OFFLINE_KEY,
+    STT_PROVIDERS,
+    VENDOR_KEY_ENV,
     DeepgramSettings,
     ElevenLabsSettings,
+    SttProviders,
     VendorOptions,
 )
 
