@@ -177,7 +177,11 @@ def make_setup(work: Path, base_config: str | None, dialogue: str = "booking") -
         PROVIDER_LATENCIES["eou_pause_ms"]
     )
     raw["log_level"] = "WARNING"
-    raw.setdefault("server", {}).update({"host": HOST, "max_sessions": 5000})
+    # Every simulated caller connects from 127.0.0.1: the per-address /ws cap (10 by
+    # default, against one abusive client) would refuse all but ten of them.
+    raw.setdefault("server", {}).update(
+        {"host": HOST, "max_sessions": 5000, "ws_connections_per_address": 0}
+    )
     raw.setdefault("telephony", {}).setdefault("audiosocket", {}).update(
         {"host": HOST, "enabled": True}
     )
