@@ -16,7 +16,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-DIALOGUES_DIR = Path(__file__).resolve().parent.parent / "tests" / "dialogues"
+DIALOGUES_DIR = Path(__file__).resolve().parents[2] / "tests" / "dialogues"
 SPEED = 3.0  # simulated seconds per second (the emulator's audio-time logic is exact)
 CONCURRENCY = 4
 
