@@ -78,3 +78,24 @@ def test_readme_examples_run(example: str, tmp_path: Path) -> None:
         env={"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": str(tmp_path)},
     )
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+
+
+def _dependency_table_names() -> set[str]:
+    section = README.split("## Dependencies and why", 1)[1].split("\n## ", 1)[0]
+    names: set[str] = set()
+    for line in section.splitlines():
+        if line.startswith("| ") and not line.startswith("| package"):
+            for token in re.findall(r"`([^`]+)`", line.split("|")[1]):
+                names.add(re.sub(r"\[.*\]", "", token).strip().lower())
+    return names
+
+
+def test_every_dependency_is_in_the_readme_table() -> None:
+    """Each runtime and dev requirement of pyproject.toml has a «why» row in the README."""
+    import tomllib
+
+    project = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    required = [*project["dependencies"], *project["optional-dependencies"]["dev"]]
+    names = {re.match(r"[A-Za-z0-9_.-]+", spec).group(0).lower() for spec in required}
+    missing = sorted(names - _dependency_table_names())
+    assert not missing, f"pyproject.toml dependencies without a README row: {missing}"
