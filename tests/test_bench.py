@@ -8,6 +8,7 @@ import os
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -234,3 +235,19 @@ def test_suite_finds_the_dialogue_files() -> None:
 
     # The package move left it pointing at voicebot/tests/dialogues: an empty suite.
     assert len(list(DIALOGUES_DIR.glob("*.yaml"))) >= 30
+
+
+def test_the_bench_server_takes_every_caller_from_one_address(tmp_path: Path) -> None:
+    """All load comes from 127.0.0.1: the per-address /ws cap must not refuse callers
+    (with the default cap of 10, a 20-call ws bench dropped every call past the tenth)."""
+    import argparse
+
+    import yaml
+
+    from voicebot.bench.runner import Bench, Children, make_setup
+
+    args = argparse.Namespace(transport="ws", dialogue="booking")
+    bench = Bench(args, make_setup(tmp_path, None), Children())
+    bench.endpoints = {"stt": "127.0.0.1:1", "tts": "127.0.0.1:2", "http": "http://127.0.0.1:3"}
+    cfg = yaml.safe_load(bench._server_config(8080, 9092).read_text(encoding="utf-8"))
+    assert cfg["server"]["ws_connections_per_address"] == 0
