@@ -21,11 +21,14 @@ Problem = Literal["past", "closed", "taken", "no_master"]
 
 @dataclass(frozen=True, slots=True)
 class Option:
+    """One bookable start: when (salon time) and with which master."""
+
     start: datetime
     master: str
 
 
 def local_dt(catalog: Catalog, day: date, at: time) -> datetime:
+    """`day` at `at` in the salon's timezone."""
     return datetime.combine(day, at, tzinfo=catalog.salon.tz)
 
 
@@ -155,18 +158,22 @@ class Availability:
     async def check(
         self, service: str, start: datetime, now: datetime, master: str | None = None
     ) -> tuple[str | None, Problem | None]:
+        """Whether `service` can start at `start` (with `master` or any): the master it
+        would get, or the problem."""
         busy = await self._busy(start.date(), start.date())
         return check(self.catalog, busy, service, start, now, master)
 
     async def free_starts(
         self, service: str, day: date, now: datetime, master: str | None = None
     ) -> list[Option]:
+        """Free starts for `service` on `day` (after `now`), with `master` or any."""
         busy = await self._busy(day, day)
         return free_starts(self.catalog, busy, service, day, now, master)
 
     async def nearest(
         self, service: str, wanted: datetime, now: datetime, master: str | None = None
     ) -> list[Option]:
+        """Free starts closest to `wanted` over the next week (after `now`)."""
         busy = await self._busy(wanted.date(), wanted.date() + timedelta(days=7))
         return nearest(self.catalog, busy, service, wanted, now, master)
 

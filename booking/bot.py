@@ -13,7 +13,7 @@ import logging
 import os
 from collections.abc import AsyncIterator, Hashable, Mapping, Sequence
 from dataclasses import replace
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime
 from typing import Any
 
 from aiohttp import web
@@ -23,8 +23,8 @@ from booking.backends import BookingBackend
 from booking.backends.factory import open_backend
 from booking.catalog import Catalog
 from booking.extract import Expecting, Extraction, extract
-from booking.extract.phone import normalize_phone
 from booking.faq import FREE_QUESTION, FaqSettings, FreeQuestions, is_free_question
+from booking.fixtures import fixture_bookings
 from booking.heard import note_unheard, reread
 from booking.llm import LlmExtractor, llm_summary, only_new_slots
 from booking.machine import BookingMachine
@@ -134,6 +134,7 @@ class BookingProvider:
         return self.backend.catalog
 
     async def start(self) -> None:
+        """Open the store and the backend, start the outbox sender, warm the parsers up."""
         await self.store.open()
         await self.backend.open()
         if self.notify_settings.any_active and self.run_sender:
@@ -182,28 +183,13 @@ class BookingProvider:
         extract(sample, self.catalog, date(2026, 1, 1))
 
     def new_dialogue(self, ctx: CallContext) -> Dialogue:
+        """The booking dialogue of one call."""
         return BookingDialogue(self, ctx)
 
     async def prepare(self, setup: Mapping[str, Any]) -> None:
         """Seed bookings from a dialogue file's `setup:` (tests, simulate)."""
-        tz = self.catalog.salon.tz
-        for raw in setup.get("bookings") or ():
-            start = datetime.fromisoformat(str(raw["start"]))
-            if start.tzinfo is None:
-                start = start.replace(tzinfo=tz)
-            start = start.astimezone(tz)
-            service = self.catalog.service(str(raw["service"]))
-            await self.backend.create(
-                NewBooking(
-                    service=service.id,
-                    master=self.catalog.master(str(raw["master"])).name,
-                    start=start,
-                    end=start + timedelta(minutes=service.duration_min),
-                    name=str(raw.get("name", "Клиент")),
-                    phone=normalize_phone(str(raw.get("phone", ""))) or str(raw.get("phone", "")),
-                    call_id=raw.get("call_id"),
-                )
-            )
+        for booking in fixture_bookings(self.catalog, setup):
+            await self.backend.create(booking)
 
     def extra_routes(self, app: web.Application) -> None:
         """The engine's hook for a domain's own pages: the salon's `/admin`, the
@@ -213,6 +199,7 @@ class BookingProvider:
         mount(app, self)
 
     async def aclose(self) -> None:
+        """Drain and stop the outbox sender, close the backend and the store."""
         await OutboxDepth.stop_if(self._depth)
         if self.sender is not None:
             await self.sender.drain()
@@ -222,6 +209,9 @@ class BookingProvider:
 
 
 class BookingDialogue:
+    """One call's booking conversation: understanding (parsers, then YandexGPT when needed),
+    the state machine, the call record."""
+
     def __init__(self, provider: BookingProvider, ctx: CallContext) -> None:
         self.p = provider
         self.ctx = ctx
@@ -256,6 +246,7 @@ class BookingDialogue:
 
     @property
     def state(self) -> Any:
+        """The state machine's state (slots, phase, outcome)."""
         return self.machine.state
 
     async def _understand(self, text: str, expecting: Expecting) -> Extraction:
@@ -332,6 +323,7 @@ class BookingDialogue:
             self.errors.append(str(event.get("code", "error")))
 
     async def greet(self) -> AsyncIterator[ReplyPart]:
+        """The privacy notice and the greeting."""
         # 152-FZ: the caller hears that the call is recorded before anything else.
         if self.p.privacy.notice:
             yield self.p.privacy.notice
@@ -347,6 +339,7 @@ class BookingDialogue:
         self._readback_unheard = note_unheard(self._history, self.machine.state, said, heard)
 
     async def reply(self, text: str) -> AsyncIterator[ReplyPart]:
+        """The machine's answer to one caller utterance."""
         async with self._lock:
             self._question = None
             history_before = len(self.machine.state.history)
@@ -409,6 +402,7 @@ class BookingDialogue:
         return expects_more(text, self.machine.expecting, getattr(st, "phone_buffer", ""))
 
     async def on_silence(self, count: int) -> AsyncIterator[ReplyPart]:
+        """«Вы меня слышите?» up to the limit, then a goodbye and a hang-up."""
         async with self._lock:
             mark = self.audit.mark()
             parts = await self.machine.silence(count)
@@ -417,6 +411,8 @@ class BookingDialogue:
             yield part
 
     async def close(self, transcript: Sequence[TranscriptLine], reason: str) -> Mapping[str, Any]:
+        """Store the call record (summary, transcript, extraction) and return the call's
+        summary."""
         st = self.machine.state
         summary = None
         if self.ctx.llm is not None and self.p.use_llm != "never" and transcript:

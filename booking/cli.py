@@ -61,6 +61,7 @@ async def run_cli(args: argparse.Namespace) -> int:
 
 
 def run_diagram(args: argparse.Namespace) -> int:
+    """`voicebot diagram`: print the state machine as Mermaid."""
     from booking.diagram import mermaid
 
     print(mermaid(), end="")

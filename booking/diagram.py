@@ -16,6 +16,7 @@ def _label(trigger: str, guard: str) -> str:
 
 
 def mermaid() -> str:
+    """The state machine's transitions as a Mermaid state diagram."""
     active = set(ACTIVE_PHASES)
     by_edge: dict[tuple[Phase, str], set[Phase]] = {}
     for t in TRANSITIONS:
@@ -41,6 +42,7 @@ def mermaid() -> str:
 
 
 def document() -> str:
+    """docs/booking-state-machine.md's content: the diagram and its legend."""
     return (
         "# Booking dialogue state machine\n\n"
         "Generated from `booking.machine.TRANSITIONS` by `voicebot diagram`"
@@ -51,6 +53,7 @@ def document() -> str:
 
 
 def main() -> None:
+    """Print `document()`."""
     import sys
 
     if "--write" in sys.argv:

@@ -101,6 +101,8 @@ class FreeQuestions:
         self.answered = 0
 
     def system_prompt(self) -> str:
+        """The prompt that grounds answers in the salon's facts: address, hours, services,
+        masters, prices."""
         c = self.catalog
         h = c.salon.hours
         return (

@@ -41,11 +41,13 @@ _FENCE = re.compile(r"^```(?:json)?\s*|\s*```$", re.MULTILINE)
 
 
 def load_schema(path: Path = SCHEMA_FILE) -> dict[str, Any]:
+    """The JSON schema the extraction answer must follow."""
     schema: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
     return schema
 
 
 def system_prompt(catalog: Catalog, now: datetime, last_prompt: str, template: str) -> str:
+    """The extraction prompt for `catalog` at `now`, after the bot's `last_prompt`."""
     h = catalog.salon.hours
     return template.format(
         salon=catalog.salon.name,
@@ -65,6 +67,7 @@ def system_prompt(catalog: Catalog, now: datetime, last_prompt: str, template: s
 
 
 def parse_json(text: str) -> dict[str, Any] | None:
+    """The model's answer as a JSON object (code fences stripped), or None."""
     try:
         data = json.loads(_FENCE.sub("", text.strip()))
     except (json.JSONDecodeError, ValueError):
@@ -119,6 +122,9 @@ def validate(data: dict[str, Any], catalog: Catalog, today: date) -> Extraction:
 
 
 class LlmExtractor:
+    """Slots from YandexGPT when the parsers understood nothing, bounded by a timeout (the
+    deterministic result then stands)."""
+
     def __init__(
         self,
         llm: LanguageModel,

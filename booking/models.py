@@ -12,6 +12,7 @@ _ID_ALPHABET = "23456789ABCDEFGHJKMNPQRSTUVWXYZ"
 
 
 def new_booking_id() -> str:
+    """A random 6-character booking id a caller can read out (from `_ID_ALPHABET`)."""
     return "".join(secrets.choice(_ID_ALPHABET) for _ in range(6))
 
 
@@ -25,6 +26,9 @@ class SlotTaken(StoreError):
 
 @dataclass(frozen=True, slots=True)
 class Booking:
+    """A stored booking: who, what, with whom, when (salon time), its status and change
+    counter."""
+
     id: str
     call_id: str | None
     service: str
@@ -91,6 +95,7 @@ class CallRecord:
     stats: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
+        """The record as JSON-ready values (times as ISO strings)."""
         d = asdict(self)
         d["started_at"] = self.started_at.isoformat()
         d["ended_at"] = self.ended_at.isoformat()

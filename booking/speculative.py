@@ -75,9 +75,11 @@ class ReadOnlyBackend:
         return getattr(self._inner, name)
 
     def create(self, *args: Any, **kwargs: Any) -> Any:
+        """Refused: a speculative reply must not book."""
         raise NotSpeculable("create")
 
     def cancel(self, *args: Any, **kwargs: Any) -> Any:
+        """Refused: a speculative reply must not cancel."""
         raise NotSpeculable("cancel")
 
 

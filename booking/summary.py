@@ -18,6 +18,7 @@ _OUTCOMES = {
 
 
 def template_summary(state: BookingState, catalog: Catalog) -> str:
+    """A one-paragraph call summary from the final state, without a model."""
     s = state.slots
     who = s.name or "Клиент"
     if s.phone:
@@ -47,6 +48,7 @@ def template_summary(state: BookingState, catalog: Catalog) -> str:
 
 
 def transcript_text(transcript: Sequence[TranscriptLine]) -> str:
+    """The transcript as «Клиент: …» / «Бот: …» lines for the summary prompt."""
     return "\n".join(
         f"{'Клиент' if line.role == 'caller' else 'Бот'}: {line.text}" for line in transcript
     )

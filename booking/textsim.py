@@ -24,6 +24,9 @@ DIALOGUES_DIR = Path(__file__).resolve().parent.parent / "tests" / "dialogues"
 
 @dataclass
 class DialogueRun:
+    """What one text-only dialogue run produced: bot lines, actions, summary, hang-up,
+    stored bookings."""
+
     bot_lines: list[str] = field(default_factory=list)
     actions: list[DialogueAction] = field(default_factory=list)
     summary: Mapping[str, Any] = field(default_factory=dict)
@@ -32,10 +35,12 @@ class DialogueRun:
 
     @property
     def bookings(self) -> list[Mapping[str, Any]]:
+        """The bookings the dialogue reported."""
         return [a.data for a in self.actions if a.kind == "booking"]
 
 
 def load_dialogue(path: Path) -> dict[str, Any]:
+    """A dialogue YAML file as a dict."""
     return yaml.safe_load(path.read_text(encoding="utf-8"))
 
 
@@ -49,6 +54,7 @@ async def run_dialogue(
     booking_overrides: Mapping[str, Any] | None = None,
     notify: Mapping[str, Any] | None = None,
 ) -> DialogueRun:
+    """Run a dialogue file's caller lines through the booking bot without audio."""
     domain = load_config().domain
     if notify is not None:
         domain = {**domain, "notify": notify}
@@ -116,6 +122,8 @@ async def run_dialogue(
 
 
 def booking_matches(got: Mapping[str, Any], want: Mapping[str, Any]) -> bool:
+    """True when `got` has every key of `want` with the same value (start and end compared
+    as instants)."""
     for key, value in want.items():
         g = got.get(key)
         if key in {"start", "end"}:

@@ -259,7 +259,7 @@ SHORT_NAMES: Mapping[str, str] = {
 
 
 def factory_path(name: str) -> str:
-    """ "module:builder" for a short name (booking, chat, echo) or a full path."""
+    """The `module:builder` path of a short name (booking, chat, echo) or a full path."""
     return SHORT_NAMES.get(name.strip(), name.strip())
 
 

@@ -454,7 +454,8 @@ def _url_host(host: str) -> str:
 
 
 def loop_factory(setting: str) -> Callable[[], asyncio.AbstractEventLoop] | None:
-    """uvloop's loop for `server.uvloop` auto (when installed) or on; None: asyncio's."""
+    """The event loop factory: uvloop's for `server.uvloop` auto (when installed) or
+    on; None: asyncio's."""
     if setting == "off":
         return None
     try:

@@ -102,11 +102,14 @@ class PostgresStore(sql.SharedBookingReads):
 
     @property
     def pool(self) -> AsyncConnectionPool:
+        """The open pool (StoreError when the store is not open)."""
         if self._pool is None:
             raise StoreError("store is not open")
         return self._pool
 
     async def open(self) -> None:
+        """Open the pool and create the schema (serialized across processes by an advisory
+        lock)."""
         if self._pool is not None:
             return
         pool = AsyncConnectionPool(
@@ -122,6 +125,7 @@ class PostgresStore(sql.SharedBookingReads):
         self._pool = pool
 
     async def close(self) -> None:
+        """Close the pool."""
         pool, self._pool = self._pool, None
         if pool is not None:
             await pool.close()
@@ -134,6 +138,8 @@ class PostgresStore(sql.SharedBookingReads):
         return _row_to_booking(row) if row else None
 
     async def create(self, booking: NewBooking, *, notify: Sequence[Notification] = ()) -> Booking:
+        """Book, with its notification rows, in one transaction; SlotTaken when the
+        exclusion constraint refuses it; idempotent per call."""
         async with self.pool.connection() as conn:
             if booking.call_id is not None:
                 existing = await self._by_call(conn, booking.call_id)
@@ -185,6 +191,8 @@ class PostgresStore(sql.SharedBookingReads):
     async def cancel(
         self, booking_id: str, *, notify: Sequence[Notification] = ()
     ) -> Booking | None:
+        """Cancel an active booking (its change counter bumped) with its notification rows;
+        None when there is none."""
         async with self.pool.connection() as conn, conn.transaction():
             cur = await conn.execute(
                 "UPDATE bookings SET status = 'cancelled', seq = seq + 1"
@@ -212,6 +220,7 @@ class PostgresStore(sql.SharedBookingReads):
             )
 
     async def get_call(self, call_id: str) -> CallRecord | None:
+        """One call's record, or None."""
         async with self.pool.connection() as conn:
             cur = await conn.execute(
                 f"SELECT {_CALL_COLS} FROM calls WHERE call_id = %s", (call_id,)

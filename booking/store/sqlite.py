@@ -109,6 +109,7 @@ class SqliteStore(sql.SharedBookingReads):
 
     @classmethod
     def from_url(cls, url: str) -> SqliteStore:
+        """A store for `sqlite:///relative`, `sqlite:////absolute` or `sqlite:///:memory:`."""
         # sqlite:///relative/path, sqlite:////absolute/path, sqlite:///:memory:
         rest = url.split(":", 1)[1]
         if rest.startswith("///"):
@@ -141,6 +142,9 @@ class SqliteStore(sql.SharedBookingReads):
         return await asyncio.to_thread(call)
 
     async def open(self) -> None:
+        """Open the file (WAL, full sync, secure delete), create and migrate the schema,
+        open the reader."""
+
         def connect() -> sqlite3.Connection:
             if self.path != ":memory:":
                 Path(self.path).parent.mkdir(parents=True, exist_ok=True)
@@ -180,6 +184,7 @@ class SqliteStore(sql.SharedBookingReads):
         return conn
 
     async def close(self) -> None:
+        """Close both connections."""
         conn, self._conn = self._conn, None
         reader, self._reader = self._reader, None
         for c in (reader, conn):
@@ -187,6 +192,9 @@ class SqliteStore(sql.SharedBookingReads):
                 await asyncio.to_thread(c.close)
 
     async def create(self, booking: NewBooking, *, notify: Sequence[Notification] = ()) -> Booking:
+        """Book under `BEGIN IMMEDIATE` (the overlap check cannot race) with its
+        notification rows; SlotTaken on a clash; idempotent per call."""
+
         def tx(conn: sqlite3.Connection) -> Booking:
             start_ts, end_ts = int(booking.start.timestamp()), int(booking.end.timestamp())
             conn.execute("BEGIN IMMEDIATE")
@@ -257,6 +265,9 @@ class SqliteStore(sql.SharedBookingReads):
     async def cancel(
         self, booking_id: str, *, notify: Sequence[Notification] = ()
     ) -> Booking | None:
+        """Cancel an active booking (its change counter bumped) with its notification rows;
+        None when there is none."""
+
         def tx(c: sqlite3.Connection) -> Booking | None:
             c.execute("BEGIN IMMEDIATE")
             try:
@@ -296,6 +307,8 @@ class SqliteStore(sql.SharedBookingReads):
         await self._run(tx)
 
     async def get_call(self, call_id: str) -> CallRecord | None:
+        """One call's record, or None."""
+
         def q(c: sqlite3.Connection) -> CallRecord | None:
             row = c.execute(
                 f"SELECT {_CALL_COLS} FROM calls WHERE call_id = ?", (call_id,)

@@ -1,5 +1,6 @@
-"""The salon's own web pages, mounted into `voicebot serve` by the booking provider's
-`extra_routes` hook (the engine knows nothing about salons):
+"""The salon's own web pages, mounted by the booking provider's `extra_routes` hook.
+
+The engine knows nothing about salons; `voicebot serve` only offers them its app:
 
 - `/admin`: day view, calls, numbers (booking/web/admin.py, calls.py), behind
   env VOICEBOT_ADMIN_TOKEN (booking/web/auth.py); off, with a page saying how to turn

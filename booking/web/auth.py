@@ -67,7 +67,7 @@ class AdminAuth:
         return value.strip() if scheme.lower() == "bearer" else None
 
     def who(self, request: web.Request) -> str | None:
-        """ "bearer" or "cookie" for an authenticated request, else None."""
+        """How the request is authenticated: "bearer", "cookie", or None."""
         if (given := self.bearer(request)) is not None:
             return "bearer" if self.token_ok(given) else None
         return "cookie" if self.session_ok(request.cookies.get(COOKIE)) else None

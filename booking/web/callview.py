@@ -31,7 +31,7 @@ SLOT_NAMES = {
 
 
 def outcome_of(call: CallRecord) -> str:
-    """booked | cancelled | handoff | error | hung_up | no_booking."""
+    """The call's outcome: booked, cancelled, handoff, error, hung_up or no_booking."""
     if call.outcome == "booked":
         return "booked"
     if call.outcome == "transfer":

@@ -21,6 +21,7 @@ def _p(d: dict[str, Any]) -> str:
 
 
 def render(results: list[dict[str, Any]], command: str) -> str:
+    """The generated markdown part of docs/benchmarks.md for `results` and the command."""
     suites = [r for r in results if "suite" in r]
     results = [r for r in results if "suite" not in r]
     m = results[0].get("machine", {}) if results else {}
@@ -118,6 +119,8 @@ def _suite(suites: list[dict[str, Any]]) -> list[str]:
 
 
 def main(argv: list[str]) -> int:
+    """`python -m voicebot.bench.report FILE COMMAND RESULT.json...`: regenerate FILE's
+    generated part."""
     doc, command, files = Path(argv[0]), argv[1], argv[2:]
     results = [json.loads(Path(f).read_text(encoding="utf-8")) for f in files]
     block = render(results, command)

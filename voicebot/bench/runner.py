@@ -71,6 +71,7 @@ class Children:
         self.procs: list[subprocess.Popen[str]] = []
 
     def start(self, cmd: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[str]:
+        """Start `cmd` with `env`, its output to `log`; remembered for `stop_all`."""
         f = open(log, "w", encoding="utf-8")
         proc = subprocess.Popen(
             cmd,
@@ -85,6 +86,7 @@ class Children:
         return proc
 
     def stop(self, proc: subprocess.Popen[str], timeout: float = 10) -> None:
+        """Terminate `proc` (SIGTERM, then SIGKILL after `timeout` s)."""
         if proc.poll() is None:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGTERM)
@@ -98,6 +100,7 @@ class Children:
             self.procs.remove(proc)
 
     def stop_all(self) -> None:
+        """Stop every child still running."""
         for proc in reversed(list(self.procs)):
             self.stop(proc)
 
@@ -147,6 +150,8 @@ def _wait_http(url: str, proc: subprocess.Popen[str], timeout: float) -> None:
 
 @dataclass
 class Setup:
+    """The bench's working files: the server config, the emulator settings, the ports."""
+
     work: Path
     config: Path
     api_key: str
@@ -158,6 +163,8 @@ class Setup:
 
 
 def make_setup(work: Path, base_config: str | None, dialogue: str = "booking") -> Setup:
+    """Write the bench's configs under `work` from `base_config` (default: the repo's
+    config.yaml) for `dialogue`."""
     raw = yaml.safe_load(Path(base_config or DEFAULT_CONFIG_PATH).read_text(encoding="utf-8"))
     raw = raw or {}
     raw.setdefault("dialogue", {})["factory"] = dialogue
@@ -196,6 +203,8 @@ def make_setup(work: Path, base_config: str | None, dialogue: str = "booking") -
 
 
 class Bench:
+    """One bench run: the emulator, then per step a server and a load generator."""
+
     def __init__(self, args: argparse.Namespace, setup: Setup, children: Children) -> None:
         self.args = args
         self.setup = setup
@@ -216,6 +225,8 @@ class Bench:
         return env
 
     def start_emulator(self) -> None:
+        """Start the emulator process with the fixed provider latencies; wait until it
+        serves."""
         s = self.setup
         cmd = [self.python, "-m", "voicebot.cli", "--log-level", "WARNING", "emulator"]
         cmd += ["--host", HOST, "--stt-port", "0", "--tts-port", "0", "--http-port", "0"]
@@ -271,6 +282,8 @@ class Bench:
         return path
 
     def start_server(self, calls: int) -> tuple[subprocess.Popen[str], int, int]:
+        """Start the server under test (`voicebot.bench.server`) with `calls` slots; its
+        process and ports."""
         http_port, as_port = free_port(), free_port()
         cfg = self._server_config(http_port, as_port)
         env = self._env()
@@ -293,6 +306,7 @@ class Bench:
         return proc, http_port, as_port
 
     def run_step(self, calls: int) -> dict[str, Any]:
+        """Run one step of `calls` concurrent calls; the summary of that step."""
         self.script_gpt(calls)
         server, http_port, as_port = self.start_server(calls)
         try:
@@ -387,6 +401,8 @@ class Bench:
 
 
 def run_cli(args: argparse.Namespace) -> int:
+    """`voicebot bench`: run the steps (or the ramp, or the suite) and print the table or
+    JSON."""
     if getattr(args, "soak", None):
         from voicebot.bench.soak import run_soak
 

@@ -77,6 +77,8 @@ class Sampler(threading.Thread):
         self.stop = threading.Event()
 
     def run(self) -> None:
+        """Sample the server's RSS and inject the next fault in turn, until `stop` is set (a
+        thread)."""
         t0 = time.monotonic()
         next_fault = t0 + FAULT_PERIOD_S
         k = 0

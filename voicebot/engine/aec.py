@@ -108,6 +108,7 @@ class EchoCanceller:
 
     @property
     def available(self) -> bool:
+        """True when the WebRTC audio processing module could be loaded."""
         return self._apm is not None
 
     @property

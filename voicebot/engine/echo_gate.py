@@ -61,6 +61,7 @@ class EchoSplit:
 
     @property
     def echo(self) -> bool:
+        """True when some of the utterance's words were the bot's own echo."""
         return bool(self.timed or self.repeated)
 
 
@@ -86,6 +87,7 @@ class EchoGate:
 
     @property
     def bot_audible(self) -> bool:
+        """True while bot audio plays (the last playback has no end yet)."""
         return bool(self._intervals) and self._intervals[-1].end_ms < 0
 
     def bot_started(self, at_ms: int) -> None:

@@ -81,6 +81,8 @@ class _ContinuationDue:
 
 
 class CallSession(SpeechOutput, TurnTaking):
+    """A whole call: recognition, dialogue and synthesis on one transport."""
+
     def __init__(
         self,
         *,

@@ -74,6 +74,8 @@ class SimulatedCaller:
             await self.clock.sleep(t_next - self.clock.monotonic())
 
     async def converse(self) -> None:
+        """Speak the script's lines, each after the bot's reply (or barging in), then hang
+        up."""
         lines = self.script.lines
         for i, (line, (pcm, more)) in enumerate(zip(lines, self._speech, strict=True)):
             if self.session.ended is not None:

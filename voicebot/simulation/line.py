@@ -40,6 +40,7 @@ class SimulatorTransport:
         self._pending: list[tuple[float, bytes]] = []  # (play start ms, pcm) for echo
 
     def now_ms(self) -> float:
+        """Transport time (ms) now, on the simulation's clock."""
         return self.ms_at(self.clock.monotonic())
 
     def ms_at(self, monotonic: float) -> float:
@@ -47,6 +48,7 @@ class SimulatorTransport:
         return (monotonic - self._t0) * 1000
 
     async def play(self, pcm: bytes) -> None:
+        """Record bot audio at its play time (1x after what is queued)."""
         now = self.now_ms()
         start = max(now, self.spans[-1][1]) if self.spans else now
         dur = len(pcm) / self._bytes_per_ms
@@ -60,6 +62,7 @@ class SimulatorTransport:
         self._pending.append((start, pcm))
 
     async def clear(self) -> None:
+        """Cut what was not played yet (barge-in), in the recording and the echo too."""
         self.clears += 1
         now = self.now_ms()
         self.playout.clear()
@@ -76,9 +79,11 @@ class SimulatorTransport:
         ]
 
     async def hangup(self, reason: str) -> None:
+        """The bot hung up."""
         self.hung_up = reason
 
     async def send_event(self, event: Mapping[str, Any]) -> None:
+        """Keep the session's events (stamped with transport ms) for the report."""
         self.events.append(dict(event, at_ms=round(self.now_ms())))
 
     def echo_frame(self, start_ms: float, nbytes: int) -> bytes | None:
@@ -109,6 +114,7 @@ class SimulatorTransport:
         return np.clip(out, -32768, 32767).astype("<i2").tobytes() if hit else None
 
     def bot_track(self, total_ms: float) -> bytes:
+        """The bot's audio placed on a timeline of `total_ms` (for the stereo recording)."""
         buf = bytearray(int(total_ms * self._bytes_per_ms) // 2 * 2)
         for s, pcm in self._bot_audio:
             i = int(s * self._bytes_per_ms) // 2 * 2
