@@ -264,10 +264,6 @@ class Bench:
             "tls": False,
         }
         raw["server"]["port"] = http_port
-        # Every load-generator caller connects from 127.0.0.1: the per-address cap on
-        # /ws connections (a protection against one abusive client) would refuse all
-        # but the first few of them.
-        raw["server"]["ws_connections_per_address"] = 0
         # The server's own settings (config.yaml: uvloop auto, gc_freeze), unless a
         # measurement of their effect overrides them.
         uv = os.environ.get("VOICEBOT_BENCH_UVLOOP")
