@@ -214,11 +214,16 @@ class AudioSocketCall(TelephonyCall):
             await self.finish()
         return self.stats
 
-    async def _serve(self) -> None:
+    async def _next_in_time(self, code: str, what: str) -> AudioSocketMessage | None:
+        """The next message within `FIRST_FRAME_TIMEOUT_S` (None at end of stream);
+        `ProtocolError(code)` when none comes in time."""
         try:
-            first = await asyncio.wait_for(read_message(self.reader), FIRST_FRAME_TIMEOUT_S)
+            return await asyncio.wait_for(read_message(self.reader), FIRST_FRAME_TIMEOUT_S)
         except TimeoutError as exc:
-            raise ProtocolError("no_uuid", "no UUID message in time") from exc
+            raise ProtocolError(code, f"no {what} message in time") from exc
+
+    async def _serve(self) -> None:
+        first = await self._next_in_time("no_uuid", "UUID")
         if first is None:
             self.stats.end = "eof"
             return
@@ -242,10 +247,7 @@ class AudioSocketCall(TelephonyCall):
         # opened with it. Asterisk streams audio from the start, so this costs <= 20 ms.
         early_dtmf: list[DtmfMessage] = []
         while True:
-            try:
-                msg = await asyncio.wait_for(read_message(self.reader), FIRST_FRAME_TIMEOUT_S)
-            except TimeoutError as exc:
-                raise ProtocolError("no_audio", "no audio message in time") from exc
+            msg = await self._next_in_time("no_audio", "audio")
             if msg is None:
                 self.stats.end = "eof"
                 return
@@ -253,15 +255,8 @@ class AudioSocketCall(TelephonyCall):
                 break
             if isinstance(msg, DtmfMessage):
                 early_dtmf.append(msg)
-            elif isinstance(msg, HangupMessage):
-                self.stats.end = "hangup"
+            elif self._ends_call(msg):
                 return
-            elif isinstance(msg, ErrorMessage):
-                log.warning("%s: Asterisk reports error 0x%02x", self.label, msg.code)
-                self.stats.end = "error"
-                return
-            else:
-                raise ProtocolError("unexpected_type", "a second UUID message")
         first_audio = msg
         kind = first_audio.kind
         transport = AudioSocketTransport(self.writer, self.host.clock, kind)
@@ -310,15 +305,22 @@ class AudioSocketCall(TelephonyCall):
                     session.feed_dtmf(msg.digit)
                 else:
                     log.warning("%s: ignoring DTMF %r", self.label, msg.raw)
-            elif isinstance(msg, HangupMessage):
-                self.stats.end = "hangup"
+            elif self._ends_call(msg):
                 return
-            elif isinstance(msg, ErrorMessage):
-                log.warning("%s: Asterisk reports error 0x%02x", self.label, msg.code)
-                self.stats.end = "error"
-                return
-            else:  # a second UUID
-                raise ProtocolError("unexpected_type", "a second UUID message")
+
+    def _ends_call(self, msg: AudioSocketMessage) -> bool:
+        """Hang-up or error: record how the call ended (True). A second UUID is a
+        protocol error; audio and DTMF do not end the call (False)."""
+        if isinstance(msg, HangupMessage):
+            self.stats.end = "hangup"
+            return True
+        if isinstance(msg, ErrorMessage):
+            log.warning("%s: Asterisk reports error 0x%02x", self.label, msg.code)
+            self.stats.end = "error"
+            return True
+        if isinstance(msg, UuidMessage):
+            raise ProtocolError("unexpected_type", "a second UUID message")
+        return False
 
     async def session_over(self, failed: bool) -> None:
         """The session is over (bot hung up, or failed): make sure Asterisk knows."""
