@@ -302,3 +302,39 @@ def test_page_reconnects_after_a_server_restart(workdir: Path, browser: Callable
             first.stop()
         if second is not None:
             assert second.stop() == 0
+
+
+def test_phone_sized_page_fits_the_screen(server: str, browser: Callable[..., Any]) -> None:
+    """At 390x844 (a common phone) nothing of the header or composer is pushed off-screen.
+
+    It used to be: the mode selector ran past the right edge, and once a call started the
+    «Завершить» button did too, so the page scrolled sideways.
+    """
+    driver = browser()
+    driver.execute_cdp_cmd(
+        "Emulation.setDeviceMetricsOverride",
+        {"width": 390, "height": 844, "deviceScaleFactor": 1, "mobile": False},
+    )
+    open_page(driver, server)
+    box = driver.find_element(By.CSS_SELECTOR, "form input[name=text]")
+    box.send_keys(BOOKING_BY_TEXT[0])
+    box.submit()
+    wait(
+        driver, 20, "hang-up button shown", lambda d: d.find_element(By.ID, "hangup").is_displayed()
+    )
+    try:
+        overflow = driver.execute_script(
+            """const w = document.documentElement.clientWidth;
+               const out = [...document.querySelectorAll(
+                 '.topbar *, .composer > *, .banner, #welcome, #messages')]
+                 .filter(e => e.getClientRects().length)
+                 .filter(e => e.getBoundingClientRect().right > w + 0.5)
+                 .map(e => (e.id || e.className || e.tagName) + ':' +
+                           Math.round(e.getBoundingClientRect().right));
+               return {w, inner: window.innerWidth,
+                       scroll: document.documentElement.scrollWidth, out};"""
+        )
+    finally:
+        screenshot(driver, "browser-phone.png")
+    assert overflow["inner"] == 390
+    assert overflow["out"] == [] and overflow["scroll"] <= overflow["w"], overflow
