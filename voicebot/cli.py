@@ -13,6 +13,20 @@ import importlib
 import logging
 import sys
 from collections.abc import Sequence
+from datetime import date
+
+
+def _iso_date(text: str) -> str:
+    """An argparse `type`: `text` unchanged if it is a calendar date YYYY-MM-DD.
+
+    Raises argparse.ArgumentTypeError otherwise, so a typo is a usage error (exit 2)
+    rather than a traceback from deep inside the command.
+    """
+    try:
+        date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a date YYYY-MM-DD: {text!r}") from None
+    return text
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -104,7 +118,7 @@ def _parser() -> argparse.ArgumentParser:
     k = sub.add_parser("bookings", help="list or cancel bookings")
     ksub = k.add_subparsers(dest="bookings_command", required=True)
     kl = ksub.add_parser("list")
-    kl.add_argument("--date", default=None, help="YYYY-MM-DD")
+    kl.add_argument("--date", type=_iso_date, default=None, help="YYYY-MM-DD")
     kl.add_argument("--json", action="store_true")
     kl.add_argument("--store", default=None)
     kl.add_argument("--config", default=None)
