@@ -18,10 +18,10 @@ keeps its conservative suppressor, which takes ~35 dB off a caller who talks ove
 bot (measured): barge-in would die on exactly the lines that need no canceller, such as
 a phone line whose echo the network already cancelled. So the canceller watches the
 blocks where the bot is loud: when the microphone stays > 35 dB below the bot in 80% of
-500 ms of them, the line is echo-free and the caller's audio passes as it came (AEC3
-still runs, to stay adapted). The verdict is sticky — a caller talking over the bot
-also makes the microphone loud — and only 3 s of bot audio with the microphone mostly
-loud (< 20% quiet) bring the canceller's output back.
+500 ms of them, the line is echo-free and the caller's audio passes as it came, without
+running AEC3 (most of the canceller's cost). The verdict is sticky — a caller talking
+over the bot also makes the microphone loud — and only 3 s of bot audio with the
+microphone mostly loud (< 20% quiet) bring the canceller back, warming up again.
 
 After AEC3, a non-linear processor (as in ITU-T G.168) silences blocks whose echo the canceller mostly removed and whose rest is far below the bot's level:
 the residual that AEC3 leaves while it converges (the first second of a call) would
@@ -175,12 +175,15 @@ class EchoCanceller:
             mic_energy = float(m @ m)
             self._quiet.append(mic_energy * self._erl < ref_energy)
             self._update_echo_free()
+        if self._echo_free:
+            # Nothing to cancel, and AEC3 is most of a call's CPU (~80 µs per 10 ms): on an
+            # echo-free line (any phone line whose network cancels echo) only the energy
+            # check above runs. If echo turns up, AEC3 starts over with its warm-up.
+            return mic
         self._apm.process_reverse_stream(_rtc.AudioFrame(ref, rate, 1, samples))
         frame = _rtc.AudioFrame(mic, rate, 1, samples)
         self._apm.process_stream(frame)
         self.blocks_processed += 1
-        if self.echo_free:
-            return mic
         out = bytes(frame.data)
         if mic_energy > 0:
             o = np.frombuffer(out, "<i2").astype(np.float32)
@@ -206,6 +209,7 @@ class EchoCanceller:
             )
         elif len(q) == RECHECK_BLOCKS and _fraction(q, RECHECK_BLOCKS) < RECHECK_QUIET:
             self._echo_free = False
+            self._loud_blocks = 0  # AEC3 was idle while the line was echo-free: warm up again
             log.info("echo canceller: the line has echo after all")
 
     def _take_ref(self) -> bytes | None:
