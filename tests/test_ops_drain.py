@@ -137,3 +137,27 @@ async def test_a_call_still_up_at_the_drain_timeout_hears_goodbye(tmp_path: Path
     finally:
         if proc.poll() is None:
             proc.kill()
+
+
+async def test_sigint_ends_live_calls_at_once_and_exits_0(tmp_path: Path) -> None:
+    """Ctrl-C is a person stopping the demo, not a deploy: no drain wait, no goodbye."""
+    port = free_port()
+    log = tmp_path / "serve.log"
+    proc = start_serve(write_config(tmp_path, port, drain_timeout_s=60), log)
+    try:
+        async with aiohttp.ClientSession() as http:
+            await wait_up(http, port)
+            ws = await start_call(http, port)
+            proc.send_signal(signal.SIGINT)
+            t0 = time.monotonic()
+            done = await next_event(ws, "done")
+            assert done["summary"]["reason"] in ("server_shutdown", "bot_hangup:server_shutdown")
+            await ws.close()
+        code = await asyncio.to_thread(proc.wait, 10)
+        assert code == 0
+        assert time.monotonic() - t0 < 5
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    text = log.read_text()
+    assert "Traceback" not in text, text[-3000:]

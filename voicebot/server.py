@@ -341,12 +341,13 @@ async def serve(args: argparse.Namespace, *, make_app: AppFactory | None = None)
         await stop.wait()
         # Drain before any listener closes: /readyz says 503 and every channel refuses
         # new calls while live ones finish; then no WebSocket is left to the runner.
+        quick = stop.drain_s is not None
         counts = await drain(
             runtime.readiness,
             lambda: list(runtime.sessions.values()),
             runtime.clock,
-            timeout_s=cfg.server.drain_timeout_s,
-            goodbye=cfg.server.goodbye_message,
+            timeout_s=cfg.server.drain_timeout_s if not quick else 0.0,
+            goodbye=None if quick else cfg.server.goodbye_message,
         )
         log.info("drained (%s); shutting down", counts)
     finally:
@@ -417,13 +418,32 @@ async def serve_audiosocket(args: argparse.Namespace) -> int:
     return 0
 
 
-def _stop_event() -> asyncio.Event:
+class StopSignal(asyncio.Event):
+    """Set on SIGINT/SIGTERM; `signum` says which came first."""
+
+    signum: int | None = None
+
+    def receive(self, signum: int) -> None:
+        """The signal handler: remember the first signal, then set the event."""
+        if self.signum is None:
+            self.signum = signum
+        self.set()
+
+    @property
+    def drain_s(self) -> float | None:
+        """How long live calls may go on: SIGTERM (a service manager, a deploy) drains
+        for `server.drain_timeout_s` (None: the configured value); SIGINT (a person
+        pressing Ctrl-C at the demo) ends them at once."""
+        return 0.0 if self.signum == signal.SIGINT else None
+
+
+def _stop_event() -> StopSignal:
     """Set on SIGINT/SIGTERM."""
-    stop = asyncio.Event()
+    stop = StopSignal()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError, RuntimeError):
-            loop.add_signal_handler(sig, stop.set)
+            loop.add_signal_handler(sig, stop.receive, sig)
     return stop
 
 

@@ -8,6 +8,8 @@ The order matters:
    hangs up, so the call ends through its normal path: summary, stored record);
 4. whatever has not ended `GOODBYE_MAX_S` later is ended (`server_shutdown`).
 
+SIGINT (Ctrl-C, a person at the demo) skips 2 and 3: live calls end at once.
+
 All of this happens before the HTTP runner's cleanup, so no WebSocket is left for
 aiohttp to close with its 10 s close timeout. A booking confirmed to a caller is
 already committed (the store commits before the bot says «записала»), and a commit
@@ -63,15 +65,19 @@ async def drain(
     clock: Clock,
     *,
     timeout_s: float,
-    goodbye: str,
+    goodbye: str | None,
 ) -> dict[str, int]:
-    """Run the drain; returns counts (`finished`, `said_goodbye`, `cut`) for the log."""
+    """Run the drain; returns counts (`finished`, `said_goodbye`, `cut`) for the log.
+
+    `goodbye` None skips the goodbye turn: calls still up after `timeout_s` are ended
+    at once (`server_shutdown`), as on Ctrl-C.
+    """
     readiness.start_draining()
     first = len(live())
     log.info("draining: %d live call(s), up to %g s", first, timeout_s)
     left = await _wait_until_none(live, clock, timeout_s)
     said = 0
-    if left:
+    if left and goodbye is not None:
         log.info("drain timeout: saying goodbye to %d call(s)", left)
         for call in list(live()):
             if call.ended is None:
@@ -84,4 +90,5 @@ async def drain(
         for call in list(live()):
             call.end("server_shutdown")
         await _wait_until_none(live, clock, 2.0)
-    return {"finished": first - said, "said_goodbye": said, "cut": cut}
+    finished = first - said - (cut if goodbye is None else 0)
+    return {"finished": finished, "said_goodbye": said, "cut": cut}
