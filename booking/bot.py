@@ -52,6 +52,7 @@ from voicebot.dialogue import (
     CallContext,
     Dialogue,
     DialogueAction,
+    Notice,
     ReplyPart,
     Speculation,
     TranscriptLine,
@@ -324,9 +325,10 @@ class BookingDialogue:
 
     async def greet(self) -> AsyncIterator[ReplyPart]:
         """The privacy notice and the greeting."""
-        # 152-FZ: the caller hears that the call is recorded before anything else.
+        # 152-FZ: the caller hears that the call is recorded before anything else;
+        # `Notice` makes the engine play it in full even when the caller speaks or types.
         if self.p.privacy.notice:
-            yield self.p.privacy.notice
+            yield Notice(self.p.privacy.notice)
         async with self._lock:
             mark = self.audit.mark()
             parts = await self.machine.greet()

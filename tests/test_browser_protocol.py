@@ -10,9 +10,10 @@ import asyncio
 import json
 import shutil
 import subprocess
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import numpy as np
@@ -22,6 +23,15 @@ from aiohttp.test_utils import TestClient, TestServer
 from tests.browser_fixtures import GREETING, Received, browser_host, of_type, read_until, tone
 from tests.fake_host import FakeHost
 from voicebot.config import Config
+from voicebot.dialogue import (
+    CallContext,
+    Dialogue,
+    EchoDialogue,
+    EchoProvider,
+    Notice,
+    ReplyPart,
+    TranscriptLine,
+)
 from voicebot.server import STATIC_DIR, create_app
 
 
@@ -490,12 +500,12 @@ ECHO = "voicebot.dialogue:build_echo"  # deterministic replies: the engine is un
 
 
 @asynccontextmanager
-async def real_runtime(**env: str) -> AsyncIterator[object]:
+async def real_runtime(factory: str = ECHO, **env: str) -> AsyncIterator[object]:
     from voicebot.config import load_config
     from voicebot.runtime import Runtime
 
     cfg = load_config(env=env)  # no credentials from the developer's shell
-    cfg.dialogue.factory = ECHO
+    cfg.dialogue.factory = factory
     cfg.yandex.api_key = ""
     cfg.yandex.sa_key_file = ""
     runtime = await Runtime.create(cfg)
@@ -560,6 +570,59 @@ async def test_real_engine_by_text() -> None:
         assert ws.close_code == 1000
         seqs = [e["seq"] for e in got.events if "seq" in e]
         assert seqs == sorted(seqs)
+
+
+NOTICE = "Разговор записывается для оформления записи."
+
+
+class NoticeEcho(EchoDialogue):
+    """The echo dialogue with the privacy notice first; its summary holds the transcript."""
+
+    async def greet(self) -> AsyncIterator[ReplyPart]:
+        yield Notice(NOTICE)
+        async for part in super().greet():
+            yield part
+
+    async def close(self, transcript: Sequence[TranscriptLine], reason: str) -> Mapping[str, Any]:
+        return {"transcript": [[x.role, x.text] for x in transcript]}
+
+
+class NoticeEchoProvider(EchoProvider):
+    def new_dialogue(self, ctx: CallContext) -> Dialogue:
+        return NoticeEcho(ctx)
+
+
+def build_notice_echo(domain: Mapping[str, Any], options: Mapping[str, Any]) -> NoticeEchoProvider:
+    return NoticeEchoProvider()
+
+
+async def test_text_typed_right_after_start_waits_for_the_privacy_notice() -> None:
+    """The page sends `start` and a typed line at once: the notice still plays in full
+    (issue 15, 152-FZ) and the line is answered after it."""
+    factory = "tests.test_browser_protocol:build_notice_echo"
+    async with real_runtime(factory) as runtime, serving_real(runtime) as client:
+        ws = await client.ws_connect("/ws")
+        await ws.send_json({"type": "start", "sample_rate": 16000})
+        await ws.send_json({"type": "text", "text": "Хочу на стрижку"})
+        got = Received()
+        # Nothing played yet (no acks): the greeting is queued whole, the line waits.
+        await read_until(ws, got, of_type("turn", turn_id="t1"), within=20)
+        assert not [e for e in got.of("bot_text") if e["turn_id"] != "t1"]
+        await ws.send_json({"type": "playback", "played_ms": audio_ms(got, 16000)})
+        await read_until(ws, got, of_type("bot_text", turn_id="t1", final=True), within=10)
+        notice = next(e for e in got.of("bot_text") if e["turn_id"] == "t1" and e["final"])
+        assert notice["text"].startswith(NOTICE) and not notice.get("interrupted")
+        await read_until(ws, got, of_type("turn", turn_id="t2"), within=20)
+        await ws.send_json({"type": "playback", "played_ms": audio_ms(got, 16000)})
+        await read_until(ws, got, of_type("bot_text", turn_id="t2", final=True), within=10)
+        reply = [e for e in got.of("bot_text") if e["turn_id"] == "t2" and e["final"]]
+        assert reply[0]["text"] == "Вы сказали: Хочу на стрижку."
+        await ws.send_json({"type": "stop"})
+        done = await read_until(ws, got, of_type("done"))
+        assert done is not None
+        transcript = done["summary"]["dialogue"]["transcript"]
+        assert transcript[0][0] == "bot" and transcript[0][1].startswith(NOTICE)
+        assert transcript[1] == ["caller", "Хочу на стрижку"]
 
 
 async def espeak_pcm(text: str, rate: int) -> bytes:

@@ -33,6 +33,18 @@ class DialogueAction:
     data: Mapping[str, Any] = field(default_factory=dict)
 
 
+class Notice(str):
+    """A reply part the caller cannot cut: a legal notice (152-FZ «the call is recorded»).
+
+    A plain `str` everywhere else (history, simulator, text mode). The engine plays it as
+    a sentence of its own and in full: caller input that arrives before it has played —
+    typed text, an utterance, a barge-in partial — neither cancels nor clears it, and is
+    answered once it has played (docs/privacy.md).
+    """
+
+    __slots__ = ()
+
+
 ReplyPart = str | DialogueAction
 
 

@@ -28,13 +28,14 @@ from typing import Any
 
 from voicebot.clock import Clock
 from voicebot.config import EngineSettings
-from voicebot.dialogue import Dialogue, DialogueAction, ReplyPart, TranscriptLine
+from voicebot.dialogue import Dialogue, DialogueAction, Notice, ReplyPart, TranscriptLine
 from voicebot.engine.aec import EchoCanceller
 from voicebot.engine.assembler import Utterance, UtteranceAssembler
 from voicebot.engine.continuation import ContinuationWait
 from voicebot.engine.echo_gate import EchoGate
 from voicebot.engine.events import EventLog, Segment
 from voicebot.engine.metering import MeteredLanguageModel
+from voicebot.engine.notice import NoticeGuard
 from voicebot.engine.onset import OnsetDetector
 from voicebot.engine.recognition import ContinuousRecognizer
 from voicebot.engine.sentences import SentenceSplitter, needs_space
@@ -159,6 +160,7 @@ class CallSession(SpeechOutput, TurnTaking):
         self.actions: list[DialogueAction] = []
         self.ignored_utterances: list[Utterance] = []
         self._background: set[asyncio.Task[Any]] = set()
+        self.notice = NoticeGuard(transport.playout, clock, self._inbox.put_nowait, self._spawn)
 
     # ================================================================== the call
 
@@ -168,12 +170,17 @@ class CallSession(SpeechOutput, TurnTaking):
         ticker = asyncio.get_running_loop().create_task(self._tick(), name="session-ticker")
         reason = "error"
         try:
-            self._start_turn(Turn(self._next_turn_id(), "greeting"), self.dialogue.greet())
+            greeting = Turn(self._next_turn_id(), "greeting")
+            self.notice.arm(greeting)
+            self._start_turn(greeting, self.dialogue.greet())
             while True:
                 item = await self._inbox.get()
                 if isinstance(item, _End):
                     reason = item.reason
                     break
+                if self.notice.active():  # answered once the notice has played in full
+                    self.notice.hold(item)
+                    continue
                 if isinstance(item, Utterance):
                     self._on_caller_utterance(self.continuation.join(item))
                 elif isinstance(item, Retry):
@@ -278,6 +285,13 @@ class CallSession(SpeechOutput, TurnTaking):
                     continue
                 if not part:
                     continue
+                if notice := isinstance(part, Notice):  # a sentence of its own, protected
+                    if rest := splitter.flush():
+                        sentences.put_nowait(rest)
+                    self.notice.protect(turn, part.strip())
+                    sentences.put_nowait(part.strip())
+                else:
+                    self.notice.first_text(turn)
                 if turn.t_first_text is None:
                     turn.t_first_text = self.clock.monotonic()
                     turn.decision = getattr(self.dialogue, "last_decision", None)
@@ -285,7 +299,7 @@ class CallSession(SpeechOutput, TurnTaking):
                     part = " " + part
                 turn.text.append(part)
                 await self.events.emit("bot_text", turn_id=turn.id, text=part, final=False)
-                for sentence in splitter.push(part):
+                for sentence in [] if notice else splitter.push(part):
                     sentences.put_nowait(sentence)
             if rest := splitter.flush():
                 sentences.put_nowait(rest)
@@ -432,14 +446,6 @@ class CallSession(SpeechOutput, TurnTaking):
     def _bot_stopped(self) -> None:
         self.gate.bot_stopped(self.recognition.fed_ms)
         self.recognition.low_latency = False
-
-    async def _wait_played(self, until_ms: float | None = None) -> None:
-        """Until playback stops (or reaches `until_ms` on the playout timeline)."""
-        playout = self.transport.playout
-        while playout.is_playing() and self._ended is None:
-            if until_ms is not None and playout.played_ms() >= until_ms - 0.5:
-                return
-            await self.clock.sleep(0.05)
 
     async def _cancel_turn(self) -> None:
         await cancel_and_wait(self._turn_task)

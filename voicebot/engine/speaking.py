@@ -35,6 +35,7 @@ class SpeechOutput:
     _synth: SpeechSynthesizer
     _tts_options: SynthesisOptions
     _llm_meter: MeteredLanguageModel | None
+    _ended: str | None
 
     def _bot_started(self) -> None:
         raise NotImplementedError
@@ -93,6 +94,7 @@ class SpeechOutput:
                     if turn.t_first_play is None:
                         turn.t_first_play = self.clock.monotonic()
                 if entry is not None:  # its words' call times, for the echo text check
+                    entry.complete = True
                     lag = self.recognition.fed_ms - playout.played_ms()
                     self.gate.bot_said(text, round(entry.start_ms + lag), round(entry.end_ms + lag))
                 ahead.popleft()
@@ -100,6 +102,14 @@ class SpeechOutput:
         finally:
             for task, *_ in ahead:
                 task.cancel()
+
+    async def _wait_played(self, until_ms: float | None = None) -> None:
+        """Until playback stops (or reaches `until_ms` on the playout timeline)."""
+        playout = self.transport.playout
+        while playout.is_playing() and self._ended is None:
+            if until_ms is not None and playout.played_ms() >= until_ms - 0.5:
+                return
+            await self.clock.sleep(0.05)
 
     def _prepared_audio(self, turn: Turn, sentence: str) -> PreparedAudio | None:
         """The speculative audio for this turn's first piece, when the final's decision

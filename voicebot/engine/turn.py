@@ -23,6 +23,7 @@ class SpokenSentence:
     text: str
     start_ms: float
     end_ms: float
+    complete: bool = False  # all its audio has been queued (end_ms is final)
 
 
 def heard_text(sentences: Sequence[SpokenSentence], played_ms: float) -> str:

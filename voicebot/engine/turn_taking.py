@@ -182,6 +182,9 @@ class TurnTaking:
         """The caller talks over the bot: stop playback and drop the stale answer."""
         if self.turns and self.turns[-1].hangup:
             return  # talking over the goodbye does not bring the call back
+        if self.notice.active():
+            log.info("barge-in refused: the notice plays in full")
+            return
         log.info("barge-in: caller speech during playback")
         if self._turn_task is not None and not self._turn_task.done():
             self._turn_task.cancel()
