@@ -68,6 +68,14 @@ async def test_all_dialogues_through_simulate(tmp_path: Path) -> None:
             return path.stem, problems, report
 
     results = await asyncio.gather(*(one(p) for p in FILES))
+    # Six real-time calls at 3x speed can starve on a loaded 2-core box; a dialogue that
+    # fails is run once more alone, and only a second failure counts. The first
+    # failures are printed, so a starved run still shows in the log.
+    first = [r for r in results if r[1]]
+    if first:
+        print("first-run failures (re-run alone):", [name for name, _, _ in first])
+        again = {name: await one(DIALOGUES_DIR / f"{name}.yaml") for name, _, _ in first}
+        results = [again.get(name, (name, problems, report)) for name, problems, report in results]
     failures = {
         name: (problems, [f"{t['role']}: {t['text']}" for t in report["turns"]])
         for name, problems, report in results

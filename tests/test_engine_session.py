@@ -78,6 +78,7 @@ async def test_recognizer_quirks_still_give_one_turn_per_utterance(quirk: str) -
     assert res.session.assembler.idle
 
 
+@pytest.mark.flaky(reruns=1)  # real-time audio: once more if a loaded box starved it
 @pytest.mark.parametrize("gain_db", [0.0, -20.0])
 @pytest.mark.parametrize("barge_in", [False, True])
 async def test_bot_echo_at_0_and_minus_20_db_is_never_answered(

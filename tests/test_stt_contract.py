@@ -195,16 +195,19 @@ async def test_bad_credentials_raise_auth_error(harness: Harness, speech) -> Non
     then gets the `AuthError` itself."""
     bad = harness.make("not-the-key")
     err: ProviderError | None = None
+    reopens = 0
     try:
-        for _ in range(2):
+        for _ in range(3):
             try:
                 stream = await bad.open_stream(opts())
                 await feed(stream, silence(300, 16000) + speech("haircut", 16000), 16000)
                 await collect(stream, limit_s=10)
                 await stream.aclose()
             except ReopenNow as e:
-                assert isinstance(e.cause, AuthError) and err is None
-                err = e
+                # The refusal, or, when an audio write raced it, gRPC's local INTERNAL
+                # that hides the server's status (grpc/grpc#36066): both mean "reopen".
+                assert isinstance(e.cause, AuthError) or e.cause.code == "INTERNAL", e
+                reopens += 1
                 continue
             except AuthError as e:  # at open or from the stream: both within the contract
                 err = e
@@ -213,6 +216,7 @@ async def test_bad_credentials_raise_auth_error(harness: Harness, speech) -> Non
         await harness.close(bad)
     assert isinstance(err, AuthError)
     assert not err.retriable and err.provider == harness.name
+    assert reopens <= 2
     assert "not-the-key" not in str(err)
 
 
