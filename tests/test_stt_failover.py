@@ -394,8 +394,11 @@ async def test_runtime_gives_each_call_its_own_failover_view() -> None:
         offline=True,
     )
 
+    from voicebot.transports.base import AckPlayout
+
     class T:
         kind, sample_rate = "test", 8000
+        playout = AckPlayout(8000)  # the session reads what was played from here
 
         async def send_event(self, event: object) -> None: ...
 
