@@ -250,9 +250,10 @@ class BookingDialogue:
         """The state machine's state (slots, phase, outcome)."""
         return self.machine.state
 
-    async def _understand(self, text: str, expecting: Expecting) -> Extraction:
+    def _extract(self, text: str, expecting: Expecting) -> Extraction:
+        """The deterministic parse of `text` in the call's current state."""
         st = self.machine.state
-        det = extract(
+        return extract(
             text,
             self.p.catalog,
             self.machine.today(),
@@ -261,6 +262,10 @@ class BookingDialogue:
             current_service=st.slots.service,
             have_name=st.slots.name is not None,
         )
+
+    async def _understand(self, text: str, expecting: Expecting) -> Extraction:
+        st = self.machine.state
+        det = self._extract(text, expecting)
         if is_free_question(text, det):
             # Not for the slot extractor: answered from the salon's facts (booking.faq).
             self._question = text
@@ -383,16 +388,7 @@ class BookingDialogue:
         return Speculation(decision_key(box, history_before, parts), tuple(parts))
 
     async def _sandbox_understand(self, text: str, expecting: Expecting) -> Extraction:
-        st = self.machine.state
-        det = extract(
-            text,
-            self.p.catalog,
-            self.machine.today(),
-            expecting,
-            now=self.machine.now(),
-            current_service=st.slots.service,
-            have_name=st.slots.name is not None,
-        )
+        det = self._extract(text, expecting)
         if is_free_question(text, det) or needs_model(det, self.p.use_llm, self.llm is not None):
             raise NotSpeculable("model")
         return det
