@@ -393,6 +393,7 @@ function ensureCall() {
   ws.binaryType = "arraybuffer";
   state.ws = ws;
   ws.onopen = () => {
+    if (ws !== state.ws) return; // let go of while connecting (a mode change)
     const start = { type: "start", sample_rate: CALL_RATE, language: "ru-RU" };
     if (els.mode.value) start.mode = els.mode.value;
     ws.send(JSON.stringify(start));
@@ -651,8 +652,26 @@ function showModes(modes, current) {
 
 els.mode.addEventListener("change", () => {
   document.body.dataset.mode = els.mode.value;
-  if (state.ws && state.ws.readyState <= WebSocket.OPEN) hangUp();
+  const label = els.mode.selectedOptions[0] ? els.mode.selectedOptions[0].textContent : els.mode.value;
+  if (state.ws && state.ws.readyState <= WebSocket.OPEN) {
+    endCallForModeChange();
+    addNote(`Режим «${label}». Разговор завершён; новый начнётся с вашей следующей фразы.`);
+  }
 });
+
+// Ends the call and lets go of its socket at once: until the server closes it, the
+// socket is still open, and a line typed (or a mic press) right after the switch would
+// otherwise go to the call being ended, in the old mode, and be lost.
+function endCallForModeChange() {
+  const ws = state.ws;
+  hangUp();
+  if (ws.readyState === WebSocket.CONNECTING) ws.close(1000); // not started yet: nothing to end
+  state.ws = null;
+  state.sessionId = null;
+  els.hangup.hidden = true;
+  document.body.dataset.connection = "idle";
+  updateStatus();
+}
 
 window.addEventListener("beforeunload", () => {
   state.wantCall = false;

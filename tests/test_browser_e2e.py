@@ -5,12 +5,14 @@ emulator's transcript script holds that speech's text; the page must capture, re
 and stream it, show the caller's transcript and the bot's reply, and really play the
 reply (the page's playout counter, body[data-played-ms], grows only as its playback
 worklet renders audio). By text: a whole haircut booking typed into the text box.
-Screenshots go to artifacts/.
+Modes: the page's «Режим» selector switches between the booking bot and the chat
+(the emulator's YandexGPT offline), mid-call included. Screenshots go to artifacts/.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import re
 import shutil
@@ -18,6 +20,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -46,7 +49,7 @@ webdriver = pytest.importorskip("selenium.webdriver")
 from selenium.webdriver.chrome.options import Options  # noqa: E402
 from selenium.webdriver.chrome.service import Service  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
-from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
+from selenium.webdriver.support.ui import Select, WebDriverWait  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -338,3 +341,73 @@ def test_phone_sized_page_fits_the_screen(server: str, browser: Callable[..., An
         screenshot(driver, "browser-phone.png")
     assert overflow["inner"] == 390
     assert overflow["out"] == [] and overflow["scroll"] <= overflow["w"], overflow
+
+
+CHAT_LINE = "Расскажи что-нибудь интересное"
+BOOKING_GREETING = "Я помогу записаться"  # prompts/booking_templates.yaml
+
+
+def bot_finals(driver: Any) -> list[str]:
+    return [m["text"] for m in messages(driver) if m["role"] == "bot" and m["final"] == "true"]
+
+
+def finals_after(driver: Any, n: int) -> list[str]:
+    """The final bot messages after the page's first `n` messages."""
+    return [m["text"] for m in messages(driver)[n:] if m["role"] == "bot" and m["final"] == "true"]
+
+
+def test_switch_between_booking_and_chat(server: str, browser: Callable[..., Any]) -> None:
+    """The page offers the modes /api/info announces; a call in «chat» talks to the
+    emulator's GPT (and the banner says its answers are the emulator's); switching back
+    mid-call ends that call, and the very next line goes to a new booking call."""
+    with urllib.request.urlopen(server + "api/info", timeout=5) as res:
+        info = json.load(res)
+    driver = browser()
+    open_page(driver, server)
+    assert driver.find_element(By.ID, "mode-control").is_displayed()
+    select = Select(driver.find_element(By.ID, "mode"))
+    assert [o.get_attribute("value") for o in select.options] == info["modes"]
+    assert info["modes"] == ["booking", "chat"]  # config.yaml's dialogue.modes
+    assert select.first_selected_option.get_attribute("value") == info["default_mode"]
+    assert info["default_mode"] == "booking" and info["llm"] == "emulator"
+    llm_note = driver.find_element(By.ID, "offline-llm")
+    assert llm_note.is_displayed() and "заготовленные ответы эмулятора" in llm_note.text
+
+    box = driver.find_element(By.CSS_SELECTOR, "form input[name=text]")
+    try:
+        select.select_by_value("chat")
+        box.send_keys(CHAT_LINE)
+        box.submit()
+        wait(driver, 20, "the chat answers", lambda d: answered(d, CHAT_LINE))
+        finals = bot_finals(driver)
+        # The emulator GPT's answer (its default echoes the caller's words): the call ran
+        # the chat dialogue, not the booking bot. (The chat's greeting, cut by the typed
+        # line before any of it played, is rightly not in the transcript.)
+        assert finals[-1] == f"Эхо: {CHAT_LINE}", finals
+        assert not any(BOOKING_GREETING in t for t in finals), finals
+        chat_session = driver.find_element(By.TAG_NAME, "body").get_attribute("data-session-id")
+        chat_reply = len(messages(driver))
+
+        # Back to booking while the chat call is still up, and a line typed in the same
+        # moment: it must start a booking call, not go to the chat call being ended.
+        driver.execute_script(
+            """const mode = document.getElementById('mode');
+               mode.value = 'booking';
+               mode.dispatchEvent(new Event('change'));
+               const form = document.getElementById('text-form');
+               form.elements.text.value = arguments[0];
+               form.requestSubmit();""",
+            BOOKING_BY_TEXT[0],
+        )
+        # The new call's greeting, then its answer to the line (both final).
+        wait(driver, 20, "the booking bot answers", lambda d: len(finals_after(d, chat_reply)) >= 2)
+    finally:
+        screenshot(driver, "browser-modes.png")
+    greeting, reply = finals_after(driver, chat_reply)[:2]
+    assert BOOKING_GREETING in greeting and not reply.startswith("Эхо"), (greeting, reply)
+    assert "стрижк" in reply.lower(), reply  # the booking bot understood the haircut
+    body = driver.find_element(By.TAG_NAME, "body")
+    assert body.get_attribute("data-session-id") not in (None, "", chat_session)
+    assert body.get_attribute("data-mode") == "booking"
+    notes = driver.find_element(By.ID, "messages").text
+    assert "Режим «Запись в салон»" in notes
