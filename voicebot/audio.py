@@ -15,9 +15,15 @@ with warnings.catch_warnings():
 
 SAMPLE_WIDTH = 2  # LINEAR16: signed 16-bit little-endian
 
-__all__ = ["SAMPLE_WIDTH", "audioop", "peak"]
+__all__ = ["SAMPLE_WIDTH", "audioop", "peak", "rms"]
 
 
 def peak(pcm: bytes) -> int:
     """The largest absolute sample of LINEAR16 audio (0 for none)."""
     return audioop.max(pcm, SAMPLE_WIDTH) if pcm else 0
+
+
+def rms(pcm: bytes) -> int:
+    """Root mean square of LINEAR16 audio (0 for none; a trailing odd byte is ignored)."""
+    n = len(pcm) // SAMPLE_WIDTH * SAMPLE_WIDTH
+    return audioop.rms(pcm[:n] if n != len(pcm) else pcm, SAMPLE_WIDTH) if n else 0

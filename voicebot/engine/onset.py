@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
+from voicebot.audio import rms
 
 ONSET_DBFS = -40.0  # quieter than quiet speech at a phone's level, above line noise
 ONSET_MS = 60  # this much voiced audio in a row is speech, not a click
@@ -33,10 +33,8 @@ class OnsetDetector:
 
     def voiced(self, pcm: bytes) -> bool:
         """Whether one frame is above the threshold."""
-        samples = np.frombuffer(pcm[: len(pcm) // 2 * 2], dtype="<i2")
-        if not len(samples):
-            return False
-        return float(np.sqrt(np.mean(samples.astype(np.float32) ** 2))) >= self._threshold
+        # audioop's C loop: this runs for every caller frame while speculation watches.
+        return len(pcm) >= 2 and rms(pcm) >= self._threshold
 
     def feed(self, pcm: bytes) -> bool:
         """Add one frame; True once `min_ms` of voiced audio has run in a row."""

@@ -10,14 +10,23 @@ the last end of utterance the old one delivered, so no caller speech is lost and
 words are doubled. When no caller audio flows, silence keeps the stream from the
 provider's inactivity abort (SpeechKit's is 5 s).
 
-Audio is batched (default 100 ms) before it goes to the provider: recognition loses
-nothing, and each gRPC write costs the same whatever its size (~75 µs of server CPU plus
-the provider's), so 20 ms writes would cost fivefold. Only the end of an utterance is
-time-critical: once the caller is mid-utterance and the line has been quiet for a while
-(the pause the provider is timing), each frame goes out at once, so the
-end-of-utterance pause is measured on time; loud speech frames keep being batched,
-which delays nothing but partials. One worker task per call owns all writes; feeding
-audio never creates a task.
+Audio is batched before it goes to the provider: recognition loses nothing, and each
+gRPC write costs the same whatever its size (~40 µs of the server's event loop plus a
+completion on gRPC's poller, measured with py-spy at 100 Voximplant calls), so 20 ms
+writes would cost fivefold. The batch follows what the audio can change:
+- a quiet line with nobody speaking (most of a call: the bot talks, or nobody does) goes
+  out in `IDLE_BATCH_MS` batches — nothing there can end or start an utterance late;
+- the first loud frame after that flushes the batch at once (the caller's onset reaches
+  the recognizer without waiting), and for `VOICE_HOLD_MS` after a loud frame, or while
+  an utterance is open, audio goes in `engine.stt_batch_ms` batches (default 100 ms),
+  which delays nothing but partials;
+- once the caller is mid-utterance and the line has been quiet for a while (the pause
+  the provider is timing), each frame goes out at once, so the end-of-utterance pause is
+  measured on time;
+- while the bot talks in barge-in mode (`low_latency`), each loud frame of the caller's
+  goes out at once with whatever is pending, so an interruption's words are heard
+  without a batch wait; the quiet line under the bot's voice is still batched.
+One worker task per call owns all writes; feeding audio never creates a task.
 """
 
 from __future__ import annotations
@@ -50,6 +59,11 @@ QUIET_PEAK = 1000
 # Quiet frames go out one by one from this long before the provider's pause hint ends:
 # earlier quiet audio cannot end the utterance yet, so it may wait for its batch.
 EOU_GUARD_MS = 300
+# A quiet line with no utterance open is sent in batches this long (see the module doc).
+IDLE_BATCH_MS = 500
+# After a loud frame, speech may go on quietly (a soft syllable, a breath): this long it
+# is batched as speech, not as an idle line.
+VOICE_HOLD_MS = 1000
 
 
 class ContinuousRecognizer:
@@ -76,9 +90,14 @@ class ContinuousRecognizer:
         self._on_error = on_error
         self._bytes_per_ms = options.sample_rate * 2 // 1000
         self._batch_bytes = settings.stt_batch_ms * self._bytes_per_ms
+        self._idle_batch_bytes = max(self._batch_bytes, IDLE_BATCH_MS * self._bytes_per_ms)
+        self._hold_bytes = VOICE_HOLD_MS * self._bytes_per_ms
+        self._voiced_upto = -self._hold_bytes  # call-audio offset where the hold ends
+        self._urgent = False  # the next wake-up writes whatever is pending
         self._quiet_ms = 0  # how long the caller's line has been quiet (mid-utterance)
-        # Set by the session while the bot talks in barge-in mode: every frame goes out
-        # at once, so the caller's first words reach the recognizer without a batch wait.
+        # Set by the session while the bot talks in barge-in mode: the caller's loud
+        # frames go out at once, so an interruption's first words reach the recognizer
+        # without a batch wait.
         self.low_latency = False
         self._flush_quiet_ms = max(0, options.eou_pause_ms - EOU_GUARD_MS)
         # Ring buffer of caller audio: _ring holds call audio [_ring_start_ms, fed_ms).
@@ -116,20 +135,26 @@ class ContinuousRecognizer:
         self._fed_bytes += len(pcm)
         if self._worker is None:
             self._worker = asyncio.get_running_loop().create_task(self._run(), name="stt-worker")
-        # Mid-utterance, once the pause that may end it has gone on for a while, every
-        # frame goes out at once: the end of utterance waits for no batch to fill.
-        if (
-            self._fed_bytes - self._sent_upto >= self._batch_bytes
-            or self.low_latency
-            or self._eou_near(pcm)
-        ):
+        loud = peak(pcm) >= QUIET_PEAK
+        held = self._fed_bytes - len(pcm) <= self._voiced_upto
+        if loud:
+            self._voiced_upto = self._fed_bytes + self._hold_bytes
+        # A voice onset after a quiet line, the caller over the bot in barge-in mode, and
+        # the pause that may end an utterance go out at once; the rest fills its batch.
+        if (loud and not held) or (self.low_latency and loud) or self._eou_near(pcm, loud):
+            self._urgent = True
+        if self._urgent or self._fed_bytes - self._sent_upto >= self._batch_size():
             self._wake.set()
 
-    def _eou_near(self, pcm: bytes) -> bool:
-        if self.assembler.idle:
-            self._quiet_ms = 0
-            return False
-        if peak(pcm) >= QUIET_PEAK:
+    def _batch_size(self) -> int:
+        """Bytes to gather before a write: speech-sized while an utterance is open or
+        voice was heard within `VOICE_HOLD_MS`, idle-sized on a quiet line."""
+        if not self.assembler.idle or self._fed_bytes <= self._voiced_upto:
+            return self._batch_bytes
+        return self._idle_batch_bytes
+
+    def _eou_near(self, pcm: bytes, loud: bool) -> bool:
+        if self.assembler.idle or loud:
             self._quiet_ms = 0
             return False
         self._quiet_ms += len(pcm) // self._bytes_per_ms
@@ -233,11 +258,12 @@ class ContinuousRecognizer:
                 return "failed"
             pending = self._fed_bytes - self._sent_upto
             urgent = (
-                self.low_latency
+                self._urgent
                 or (not self.assembler.idle and self._quiet_ms >= self._flush_quiet_ms)
                 or self._keepalive_due()
             )
-            if pending >= self._batch_bytes or (pending > 0 and urgent):
+            if pending >= self._batch_size() or (pending > 0 and urgent):
+                self._urgent = False
                 await self._write_audio(stream, pending)
             elif self._keepalive_due():
                 ms = int((self._clock.monotonic() - self._last_write) * 1000)
@@ -248,7 +274,7 @@ class ContinuousRecognizer:
                 return "rotate"
             self._trim_ring()
             self._wake.clear()
-            if self._fed_bytes - self._sent_upto >= self._batch_bytes:
+            if self._urgent or self._fed_bytes - self._sent_upto >= self._batch_size():
                 continue
             await self._wake.wait()
 
