@@ -11,11 +11,14 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
 import aiohttp
 import pytest
+import yaml
 
 from tests.test_ops_workers import free_port, start_serve, write_config
 from voicebot.config import load_config
@@ -161,3 +164,61 @@ async def test_sigint_ends_live_calls_at_once_and_exits_0(tmp_path: Path) -> Non
             proc.kill()
     text = log.read_text()
     assert "Traceback" not in text, text[-3000:]
+
+
+MONTHS = "января февраля марта апреля мая июня июля августа сентября октября ноября декабря"
+
+
+def weekday_ahead() -> str:
+    """A weekday 2-8 days ahead in words («3 декабря»): inside the salon's week."""
+    import datetime as dt
+
+    day = dt.date.today() + dt.timedelta(days=2)
+    while day.weekday() >= 5:
+        day += dt.timedelta(days=1)
+    return f"{day.day} {MONTHS.split()[day.month - 1]}"
+
+
+async def test_a_booking_confirmed_during_the_drain_is_in_the_store(tmp_path: Path) -> None:
+    """The caller says «да» to the read-back after SIGTERM: the booking is committed and
+    confirmed before the process exits, and it is in the store afterwards."""
+    port = free_port()
+    log = tmp_path / "serve.log"
+    cfg = write_config(tmp_path, port, drain_timeout_s=DRAIN_S)
+    raw = yaml.safe_load(cfg.read_text(encoding="utf-8"))
+    raw["dialogue"]["factory"] = "booking"
+    cfg.write_text(yaml.safe_dump(raw, allow_unicode=True), encoding="utf-8")
+    store = f"sqlite:///{tmp_path / 'bookings.sqlite3'}"
+    proc = start_serve(cfg, log, "--store", store)
+    try:
+        async with aiohttp.ClientSession() as http:
+            await wait_up(http, port)
+            ws = await start_call(http, port)
+            line = (
+                f"Здравствуйте, хочу подстричься {weekday_ahead()} в 15:00 к Ивану, "
+                "меня зовут Анна, телефон +7 916 123-45-67"
+            )
+            await ws.send_json({"type": "text", "text": line})
+            readback = await next_event(ws, "bot_text", final=True, turn_id="t2")
+            assert "верно" in readback["text"].lower(), readback
+            await sigterm_and_check_refusals(proc, http, port)
+            await ws.send_json({"type": "text", "text": "Да, всё верно"})
+            confirmed = await next_event(ws, "bot_text", final=True, turn_id="t3")
+            assert "15:00" in confirmed["text"] or "запис" in confirmed["text"].lower()
+            await ws.send_json({"type": "stop"})
+            await next_event(ws, "done")
+            await ws.close()
+        assert await asyncio.to_thread(proc.wait, DRAIN_S + 5) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    listed = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "voicebot.cli", "bookings", "list", "--json", "--store", store],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    rows = json.loads(listed.stdout)
+    assert [(b["name"], b["phone"]) for b in rows] == [("Анна", "+79161234567")], rows
+    assert "Traceback" not in log.read_text()
