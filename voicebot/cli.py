@@ -76,7 +76,12 @@ def _parser() -> argparse.ArgumentParser:
     m.set_defaults(target="voicebot.simulate:run_cli")
 
     b = sub.add_parser("bench", help="calls per core, overhead and voice-to-voice latency")
-    b.add_argument("--calls", type=int, default=10)
+    b.add_argument(
+        "--calls",
+        type=int,
+        default=None,
+        help="concurrent calls (default 10); with --ramp the last step (default: every step)",
+    )
     b.add_argument("--duration", type=float, default=30.0)
     b.add_argument("--transport", choices=["ws", "voximplant", "audiosocket"], default="ws")
     b.add_argument("--ramp", action="store_true")
@@ -105,6 +110,18 @@ def _parser() -> argparse.ArgumentParser:
     )
     b.add_argument(
         "--profile", default=None, metavar="DIR", help="py-spy the server into DIR (extra bench)"
+    )
+    b.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="server processes (serve --workers N); N > 1 runs on PostgreSQL",
+    )
+    b.add_argument(
+        "--store",
+        default=None,
+        help="booking store URL for the server (default: a fresh SQLite per step; "
+        "with --workers > 1 a throwaway PostgreSQL the bench starts)",
     )
     b.set_defaults(target="voicebot.bench:run_cli")
 

@@ -3,21 +3,23 @@
 Three processes, so that each one's CPU is its own:
 1. the emulator (`voicebot emulator`), the stand-in for Yandex Cloud, with fixed and
    printed provider latencies;
-2. `voicebot serve` (via `voicebot.bench.server`, which only adds `/metrics`), the
+2. `voicebot serve` (via `voicebot.bench.server`, which only adds bench routes), the
    process under test, pointed at the emulator exactly as at the real cloud (API key,
-   explicit endpoints, no TLS);
+   explicit endpoints, no TLS); with `--workers N` (N > 1) a supervisor and N workers
+   on one port, on a PostgreSQL store (`--store`, or a throwaway cluster the bench
+   starts: voicebot/bench/pg.py);
 3. the load generator (`voicebot.bench.load`), N concurrent phone-like callers.
 
-CPU and RSS of the server (and the emulator's CPU, so a saturated emulator shows) are
+CPU and RSS of the server (summed over the supervisor and its workers:
+voicebot/bench/servers.py; and the emulator's CPU, so a saturated emulator shows) are
 read from /proc over the window in which all N calls are up. Stage timings come from
-the server's own per-turn records (`GET /metrics/turns`), voice-to-voice and underruns from
+the server's own per-turn records (every worker's), voice-to-voice and underruns from
 the client. Everything binds 127.0.0.1 and every child is killed at the end.
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import shutil
@@ -25,7 +27,6 @@ import signal
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import urllib.request
 from dataclasses import dataclass
@@ -42,107 +43,25 @@ from voicebot.bench.measure import (
     machine,
     machine_busy_s,
     proc_cpu_s,
-    proc_rss_mb,
     slo_ok,
     summarize,
     table,
 )
+from voicebot.bench.pg import ThrowawayPostgres
+from voicebot.bench.procs import Children, wait_http, wait_line
+from voicebot.bench.server import BENCH_DIR_ENV
+from voicebot.bench.servers import ServerGroup
 from voicebot.bench.split import (
     CHAT_REPLIES_PER_CALL,
     CHAT_REPLY,
 )
 from voicebot.config import DEFAULT_CONFIG_PATH
 
+
 RAMP_STEPS = (10, 25, 50, 100, 200, 300, 400, 500, 600, 800)
+DEFAULT_CALLS = 10  # one run without --calls; a ramp without it goes through RAMP_STEPS
 
 RATES = {"ws": 16000, "voximplant": 8000, "audiosocket": 8000}
-
-
-# ---------------------------------------------------------------------- /proc
-
-
-# ---------------------------------------------------------------------- processes
-
-
-class Children:
-    """Every process we start, killed (whole process group) however we leave."""
-
-    def __init__(self) -> None:
-        self.procs: list[subprocess.Popen[str]] = []
-
-    def start(self, cmd: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[str]:
-        """Start `cmd` with `env`, its output to `log`; remembered for `stop_all`."""
-        f = open(log, "w", encoding="utf-8")
-        proc = subprocess.Popen(
-            cmd,
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=f,
-            text=True,
-            start_new_session=True,
-            cwd=str(DEFAULT_CONFIG_PATH.parent),
-        )
-        self.procs.append(proc)
-        return proc
-
-    def stop(self, proc: subprocess.Popen[str], timeout: float = 10) -> None:
-        """Terminate `proc` (SIGTERM, then SIGKILL after `timeout` s)."""
-        if proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(5)
-        if proc in self.procs:
-            self.procs.remove(proc)
-
-    def stop_all(self) -> None:
-        """Stop every child still running."""
-        for proc in reversed(list(self.procs)):
-            self.stop(proc)
-
-
-def _wait_line(proc: subprocess.Popen[str], prefix: str, timeout: float) -> str:
-    """The first stdout line starting with `prefix` (read in a thread: bounded in time)."""
-    found: list[str] = []
-
-    def reader() -> None:
-        assert proc.stdout is not None
-        for line in proc.stdout:
-            if line.startswith(prefix):
-                found.append(line.strip())
-                return
-
-    t = threading.Thread(target=reader, daemon=True)
-    t.start()
-    t.join(timeout)
-    if not found:
-        raise RuntimeError(f"{prefix!r} not seen in {timeout:g} s (exit {proc.poll()})")
-    return found[0]
-
-
-def _http(url: str, method: str = "GET", timeout: float = 10, token: str | None = None) -> Any:
-    headers = {"Authorization": f"Bearer {token}"} if token else {}
-    req = urllib.request.Request(
-        url, method=method, data=b"" if method == "POST" else None, headers=headers
-    )
-    with urllib.request.urlopen(req, timeout=timeout) as r:
-        return json.loads(r.read())
-
-
-def _wait_http(url: str, proc: subprocess.Popen[str], timeout: float) -> None:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if proc.poll() is not None:
-            raise RuntimeError(f"server exited with {proc.returncode} during start-up")
-        with contextlib.suppress(OSError, ValueError):
-            _http(url, timeout=2)
-            return
-        time.sleep(0.2)
-    raise RuntimeError(f"{url} not up in {timeout:g} s")
 
 
 # ---------------------------------------------------------------------- the run
@@ -212,8 +131,29 @@ class Bench:
         self.python = sys.executable
         self.emulator: subprocess.Popen[str] | None = None
         self.endpoints: dict[str, str] = {}
-        # The server's /metrics/turns (per-turn records) needs a bearer token.
+        # The server's /metrics (soak) needs a bearer token.
         self.metrics_token = "bench-" + os.urandom(8).hex()
+        self.workers = int(getattr(args, "workers", None) or 1)
+        self.store_url: str | None = getattr(args, "store", None)
+        self.pg: ThrowawayPostgres | None = None
+        self.group: ServerGroup | None = None
+
+    def store(self, calls: int) -> str:
+        """The step's booking store: `--store`, else a fresh SQLite file (one worker) or
+        a fresh database in the bench's own PostgreSQL (several workers)."""
+        if self.store_url:
+            return self.store_url
+        if self.workers == 1:
+            return self.setup.store(calls)
+        if self.pg is None:
+            self.pg = ThrowawayPostgres()
+            self.pg.start()
+        return self.pg.database(f"bench_{calls}_{os.urandom(3).hex()}")
+
+    def close(self) -> None:
+        """Stop the bench's own PostgreSQL, if it started one."""
+        if self.pg is not None:
+            self.pg.stop()
 
     def _env(self) -> dict[str, str]:
         env = {
@@ -232,7 +172,7 @@ class Bench:
         cmd += ["--host", HOST, "--stt-port", "0", "--tts-port", "0", "--http-port", "0"]
         cmd += ["--api-key", s.api_key, "--config", str(s.config)]
         self.emulator = self.children.start(cmd, self._env(), s.work / "emulator.log")
-        line = _wait_line(self.emulator, "EMULATOR_READY", 60)
+        line = wait_line(self.emulator, "EMULATOR_READY", 60)
         self.endpoints = json.loads(line.split(" ", 1)[1])
 
     def script_gpt(self, calls: int) -> None:
@@ -278,8 +218,9 @@ class Bench:
         return path
 
     def start_server(self, calls: int) -> tuple[subprocess.Popen[str], int, int]:
-        """Start the server under test (`voicebot.bench.server`) with `calls` slots; its
-        process and ports."""
+        """Start the server under test (`voicebot.bench.server`, `--workers N`) for a
+        step of `calls` calls; its (root) process and ports. `self.group` is then its
+        processes, every one of them announced and serving."""
         http_port, as_port = free_port(), free_port()
         cfg = self._server_config(http_port, as_port)
         env = self._env()
@@ -287,6 +228,9 @@ class Bench:
         env["YANDEX_FOLDER_ID"] = "b1gbenchfolder"
         env["VOICEBOT_VOXIMPLANT_SECRET"] = self.setup.secret
         env["VOICEBOT_METRICS_TOKEN"] = self.metrics_token
+        bench_dir = self.setup.work / f"servers-{calls}-{os.urandom(3).hex()}"
+        bench_dir.mkdir(parents=True)
+        env[BENCH_DIR_ENV] = str(bench_dir)
         cmd = [self.python, "-m", "voicebot.bench.server"]
         cmd += [
             "--log-level",
@@ -296,9 +240,11 @@ class Bench:
             str(cfg),
         ]
         cmd += ["--port", str(http_port), "--audiosocket-port", str(as_port)]
-        cmd += ["--store", self.setup.store(calls)]
+        cmd += ["--store", self.store(calls), "--workers", str(self.workers)]
         proc = self.children.start(cmd, env, self.setup.work / "server.log")
-        _wait_http(f"http://{HOST}:{http_port}/healthz", proc, 60)
+        self.group = ServerGroup(proc.pid, bench_dir, self.workers)
+        self.group.wait(60 + 15 * self.workers, alive=lambda: proc.poll() is None)
+        wait_http(f"http://{HOST}:{http_port}/healthz", proc, 60)
         return proc, http_port, as_port
 
     def run_step(self, calls: int) -> dict[str, Any]:
@@ -322,8 +268,10 @@ class Bench:
         }[a.transport]
         out = s.work / f"load-{a.transport}-{calls}.json"
         time.sleep(0.5)  # let start-up work settle before the baseline
-        _http(f"http://{HOST}:{http_port}/bench/reset", "POST")
-        rss0 = proc_rss_mb(server.pid)
+        group = self.group
+        assert group is not None
+        group.reset()
+        rss0 = group.rss_mb()
         cmd = [self.python, "-m", "voicebot.bench.load", "--transport", a.transport]
         cmd += ["--url", url, "--audio", str(audio), "--calls", str(calls)]
         cmd += ["--duration", str(a.duration), "--out", str(out), "--secret", s.secret]
@@ -333,23 +281,23 @@ class Bench:
         load = self.children.start(cmd, self._env(), s.work / f"load-{calls}.log")
         assert self.emulator is not None
         ramp_timeout = 60 + calls / 10
-        _wait_line(load, "STEADY", ramp_timeout)
-        _http(f"http://{HOST}:{http_port}/bench/lag_reset", "POST")
+        wait_line(load, "STEADY", ramp_timeout)
+        group.lag_reset()
         busy0 = machine_busy_s()
         srv0, emu0, t0 = (
-            proc_cpu_s(server.pid),
+            group.cpu_s(),
             proc_cpu_s(self.emulator.pid, True),
             time.monotonic(),
         )
         profile = self._start_profile(server.pid, calls)
-        _wait_line(load, "END", a.duration + 60)
+        wait_line(load, "END", a.duration + 60)
         busy1 = machine_busy_s()
         srv1, emu1, t1 = (
-            proc_cpu_s(server.pid),
+            group.cpu_s(),
             proc_cpu_s(self.emulator.pid, True),
             time.monotonic(),
         )
-        rss1 = proc_rss_mb(server.pid)
+        rss1 = group.rss_mb()
         if profile is not None:
             self.children.stop(profile, timeout=30)
         try:
@@ -357,25 +305,28 @@ class Bench:
         except subprocess.TimeoutExpired:
             self.children.stop(load)
         self.children.stop(load)
-        metrics = _http(f"http://{HOST}:{http_port}/metrics/turns", token=self.metrics_token)
-        loop_lag = _http(f"http://{HOST}:{http_port}/bench/stats")
-        speculation = _http(f"http://{HOST}:{http_port}/bench/speculation")
+        group.refresh()  # a worker restarted mid-step answers under its new PID
+        turns, turns_by_pid = group.turns()
         client = json.loads(out.read_text(encoding="utf-8"))
         wall = t1 - t0
-        return summarize(
+        result = summarize(
             calls=calls,
             wall=wall,
             server_cpu=srv1 - srv0,
             emulator_cpu=emu1 - emu0,
             rss0=rss0,
             rss1=rss1,
-            turns=metrics.get("turns", []),
+            turns=turns,
             client=client,
-            loop_lag=loop_lag,
+            loop_lag=group.loop_lag(),
             machine_busy=busy1 - busy0,
-            speculation=speculation,
+            speculation=group.speculation(),
             dialogue=a.dialogue,
         )
+        result["workers"] = self.workers
+        result["server_pids"] = group.pids()
+        result["turns_by_pid"] = turns_by_pid
+        return result
 
     def _start_profile(self, pid: int, calls: int) -> subprocess.Popen[str] | None:
         """py-spy on the server over the measured window (`--profile DIR`)."""
@@ -386,19 +337,40 @@ class Bench:
         d.mkdir(parents=True, exist_ok=True)
         dest = d / f"server-{self.args.transport}-{calls}.txt"
         cmd = [spy, "record", "--pid", str(pid), "--format", "raw", "-o", str(dest)]
+        if self.workers > 1:
+            cmd.append("--subprocesses")  # `pid` is the supervisor
         cmd += ["--duration", str(int(self.args.duration)), "--rate", "100", "--nonblocking"]
         return self.children.start(cmd, self._env(), d / f"py-spy-{calls}.log")
-
-
-# ---------------------------------------------------------------------- output
 
 
 # ---------------------------------------------------------------------- CLI
 
 
+def ramp_steps(calls: int | None) -> list[int]:
+    """The ramp's call counts: every `RAMP_STEPS` entry up to `calls` (all of them when
+    `calls` is None), plus `calls` itself past the last one."""
+    top = RAMP_STEPS[-1] if calls is None else max(calls, RAMP_STEPS[0])
+    steps = [s for s in RAMP_STEPS if s <= top]
+    if top > RAMP_STEPS[-1]:
+        steps.append(top)
+    return steps
+
+
 def run_cli(args: argparse.Namespace) -> int:
     """`voicebot bench`: run the steps (or the ramp, or the suite) and print the table or
-    JSON."""
+    JSON. Exit 2 on flags that cannot work together."""
+    steps = ramp_steps(getattr(args, "calls", None)) if getattr(args, "ramp", False) else []
+    if getattr(args, "calls", None) is None:
+        args.calls = DEFAULT_CALLS
+    workers = int(getattr(args, "workers", None) or 1)
+    store = getattr(args, "store", None) or ""
+    if workers < 1 or (workers > 1 and store.startswith("sqlite")):
+        print(
+            "voicebot bench: --workers must be >= 1, and several workers need a PostgreSQL "
+            "store (omit --store to let the bench start a throwaway one)",
+            file=sys.stderr,
+        )
+        return 2
     if getattr(args, "soak", None):
         from voicebot.bench.soak import run_soak
 
@@ -409,10 +381,8 @@ def run_cli(args: argparse.Namespace) -> int:
     )
     args.profile = getattr(args, "profile", None) or os.environ.get("VOICEBOT_BENCH_PROFILE")
     keep = os.environ.get("VOICEBOT_BENCH_KEEP")  # keep logs and results here
-    steps = [s for s in RAMP_STEPS if s <= max(args.calls, RAMP_STEPS[0])] if args.ramp else []
-    if args.ramp and args.calls > RAMP_STEPS[-1]:
-        steps.append(args.calls)
     children = Children()
+    bench: Bench | None = None
     work = Path(keep) if keep else Path(tempfile.mkdtemp(prefix="voicebot-bench-"))
     work.mkdir(parents=True, exist_ok=True)
     results: list[dict[str, Any]] = []
@@ -439,6 +409,10 @@ def run_cli(args: argparse.Namespace) -> int:
             "transport": args.transport,
             "server_uvloop": _server_loop(),
             "load_uvloop": args.uvloop,
+            "workers": workers,
+            "store": store.split(":", 1)[0]
+            if store
+            else ("postgresql (throwaway)" if workers > 1 else "sqlite"),
         }
         if not args.json:
             print(f"voicebot bench: {info}", file=sys.stderr)
@@ -471,6 +445,8 @@ def run_cli(args: argparse.Namespace) -> int:
         return 130
     finally:
         children.stop_all()
+        if bench is not None:
+            bench.close()
         signal.signal(signal.SIGTERM, old)
         if not keep:
             shutil.rmtree(work, ignore_errors=True)

@@ -1,24 +1,38 @@
-"""The process under test of `voicebot bench`: exactly `voicebot serve`, plus two
+"""The process under test of `voicebot bench`: exactly `voicebot serve`, plus
 bench-only routes.
 
 `POST /bench/reset` empties the turn records, the speculation totals and the loop-lag
-samples between ramp steps; `GET /bench/speculation` reports the speculation totals; `GET /bench/stats` reports how late the event loop ran a 50 ms timer, and
+samples between ramp steps; `GET /bench/speculation` reports the speculation totals;
+`GET /bench/stats` reports how late the event loop ran a 50 ms timer, and
 `POST /bench/lag_reset` restarts that count. The app is `create_app`'s, extended through
 `serve(make_app=...)`: nothing is patched. The event loop (uvloop or asyncio) and
 gc.freeze are the server's own settings (`server.uvloop`, `server.gc_freeze`).
 
-    python -m voicebot.bench.server serve --config FILE ...
+With `serve --workers N` the kernel hands each request on the shared port to one
+worker (SO_REUSEPORT), so those routes would reach one worker at random. Each server
+process therefore also serves them, plus `GET /bench/turns` (its per-turn records, as
+`/metrics/turns`), on a private port of its own on 127.0.0.1, and announces it in
+`$VOICEBOT_BENCH_DIR/server-<pid>.json` (`{"pid": ..., "port": ...}`, removed on a clean
+exit): the bench asks every process it finds there and adds the answers up
+(voicebot/bench/servers.py). The private site has no token: it binds loopback only and
+exists only in this bench-only process; the records hold timings, no caller data.
+
+    python -m voicebot.bench.server serve --config FILE ... [--workers N]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
+import os
 import sys
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from aiohttp import web
 
+from voicebot.bench.measure import HOST
 from voicebot.server import create_app
 from voicebot.server import run_cli as run_serve
 
@@ -78,6 +92,9 @@ def bench_app(runtime: Runtime) -> web.Application:
         lag.samples.clear()
         return web.json_response({"ok": True})
 
+    async def turns(request: web.Request) -> web.Response:
+        return web.json_response({"pid": os.getpid(), "turns": list(runtime.turn_metrics)})
+
     async def start_lag(app: web.Application) -> None:
         lag.task = asyncio.get_running_loop().create_task(lag.run())
 
@@ -85,17 +102,59 @@ def bench_app(runtime: Runtime) -> web.Application:
         if lag.task is not None:
             lag.task.cancel()
 
-    app.router.add_post("/bench/reset", reset)
-    app.router.add_get("/bench/stats", stats)
-    app.router.add_get("/bench/speculation", speculation)
-    app.router.add_post("/bench/lag_reset", lag_reset)
+    routes = [
+        web.post("/bench/reset", reset),
+        web.get("/bench/stats", stats),
+        web.get("/bench/speculation", speculation),
+        web.post("/bench/lag_reset", lag_reset),
+    ]
+    app.router.add_routes(routes)
+    private = web.Application()
+    private.router.add_routes([*routes, web.get("/bench/turns", turns)])
+    site = PrivateSite(private, os.environ.get(BENCH_DIR_ENV))
     app.on_startup.append(start_lag)
+    app.on_startup.append(site.start)
+    app.on_cleanup.append(site.stop)
     app.on_cleanup.append(stop_lag)
     return app
 
 
+BENCH_DIR_ENV = "VOICEBOT_BENCH_DIR"
+
+
+class PrivateSite:
+    """This process's own bench port on 127.0.0.1 and its announcement file (see the
+    module docstring); nothing when `bench_dir` is None."""
+
+    def __init__(self, app: web.Application, bench_dir: str | None) -> None:
+        self.app = app
+        self.file = Path(bench_dir) / f"server-{os.getpid()}.json" if bench_dir else None
+        self.runner: web.AppRunner | None = None
+
+    async def start(self, _: web.Application) -> None:
+        """Serve the private app on a free port; write the announcement atomically."""
+        if self.file is None:
+            return
+        self.runner = web.AppRunner(self.app, handle_signals=False, access_log=None)
+        await self.runner.setup()
+        site = web.TCPSite(self.runner, HOST, 0)
+        await site.start()
+        port = self.runner.addresses[0][1]
+        tmp = self.file.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"pid": os.getpid(), "port": port}), encoding="utf-8")
+        tmp.replace(self.file)
+
+    async def stop(self, _: web.Application) -> None:
+        """Remove the announcement, close the port."""
+        if self.file is not None:
+            self.file.unlink(missing_ok=True)
+        if self.runner is not None:
+            await self.runner.cleanup()
+
+
 def run_bench_serve(args: argparse.Namespace) -> int:
-    """`voicebot serve` with the bench app."""
+    """`voicebot serve` with the bench app (`--workers N`: N workers of this module)."""
+    args.worker_module = "voicebot.bench.server"
     return run_serve(args, make_app=bench_app)
 
 

@@ -37,7 +37,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from voicebot.bench.audio import prepare
 from voicebot.bench.measure import HOST, pcts, proc_rss_mb
-from voicebot.bench.runner import RATES, Bench, Children, _wait_line, make_setup
+from voicebot.bench.procs import wait_line as _wait_line
+from voicebot.bench.runner import RATES, Bench, Children, make_setup
 
 FAULTS = ("stt_drop", "gpt_429", "gpt_500", "gpt_hang", "tts_error")
 FAULT_PERIOD_S = float(os.environ.get("VOICEBOT_SOAK_FAULT_PERIOD_S", "30"))

@@ -91,10 +91,14 @@ def _die_with_parent() -> None:
         libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
-def worker_argv(argv: Sequence[str], overrides: Mapping[str, str]) -> list[str]:
+def worker_argv(
+    argv: Sequence[str], overrides: Mapping[str, str], module: str = "voicebot.cli"
+) -> list[str]:
     """The supervisor's own command line for one worker: `--workers 1`, concrete ports
-    (argparse keeps the last value of a repeated flag)."""
-    out = [sys.executable, "-m", "voicebot.cli", *argv, "--workers", "1"]
+    (argparse keeps the last value of a repeated flag). `module` is what the supervisor
+    itself runs as (`voicebot.bench.server` for the bench's server, so its workers
+    carry the bench routes too)."""
+    out = [sys.executable, "-m", module, *argv, "--workers", "1"]
     for flag, value in overrides.items():
         out += [flag, value]
     return out
@@ -218,7 +222,9 @@ def supervise(cfg: Config, args: Any, argv: Sequence[str]) -> int:
         mdir,
     )
     try:
-        sup = Supervisor(n, worker_argv(argv, overrides), env, s.drain_timeout_s + KILL_GRACE_S)
+        module = getattr(args, "worker_module", None) or "voicebot.cli"
+        cmd = worker_argv(argv, overrides, module)
+        sup = Supervisor(n, cmd, env, s.drain_timeout_s + KILL_GRACE_S)
         return sup.run()
     finally:
         for sock in held:
