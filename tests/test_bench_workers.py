@@ -54,6 +54,7 @@ def test_two_workers_are_measured_as_one_server() -> None:
     assert report["turns_by_trigger"].get("greeting", 0) >= 10
     assert set(report["server_loop_lag_ms"]["per_pid"]) == set(by_pid)
     assert report["cpu_s_per_s"] > 0
+    assert report["store_cpu_s_per_s"] >= 0  # the bench's PostgreSQL, on its own
     assert report["errors"] == 0 and report["dropped_calls"] == 0
     # The bench stopped its PostgreSQL: no cluster directory is left behind.
     assert not any(Path("/tmp").glob("voicebot-bench-pg-*/data/postmaster.pid"))

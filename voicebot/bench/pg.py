@@ -21,7 +21,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from voicebot.bench.measure import HOST, free_port
+from voicebot.bench.measure import HOST, free_port, proc_cpu_s
 
 USER = "voicebot"
 
@@ -79,6 +79,23 @@ class ThrowawayPostgres:
         """Create the empty database `name`; its URL."""
         self._run("createdb", "-h", HOST, "-p", str(self.port), "-U", USER, name)
         return f"postgresql://{USER}@{HOST}:{self.port}/{name}"
+
+    def cpu_s(self) -> float:
+        """CPU seconds PostgreSQL has used (its postmaster with the backends it reaped,
+        plus the live backends), so the bench can report the store's share: with one
+        worker the SQLite store runs inside the server and counts as server CPU."""
+        if self.dir is None:
+            return 0.0
+        try:
+            pid = int((self.dir / "data" / "postmaster.pid").read_text().split()[0])
+            total = proc_cpu_s(pid, children=True)
+            kids = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+        except (OSError, ValueError, IndexError):
+            return 0.0
+        for kid in kids:
+            with contextlib.suppress(OSError, ValueError, IndexError):
+                total += proc_cpu_s(int(kid))
+        return total
 
     def stop(self) -> None:
         """Stop the server (fast shutdown) and delete its files; safe to call twice."""

@@ -49,14 +49,12 @@ from voicebot.bench.measure import (
 )
 from voicebot.bench.pg import ThrowawayPostgres
 from voicebot.bench.procs import Children, wait_http, wait_line
-from voicebot.bench.server import BENCH_DIR_ENV
-from voicebot.bench.servers import ServerGroup
+from voicebot.bench.servers import BENCH_DIR_ENV, ServerGroup
 from voicebot.bench.split import (
     CHAT_REPLIES_PER_CALL,
     CHAT_REPLY,
 )
 from voicebot.config import DEFAULT_CONFIG_PATH
-
 
 RAMP_STEPS = (10, 25, 50, 100, 200, 300, 400, 500, 600, 800)
 DEFAULT_CALLS = 10  # one run without --calls; a ramp without it goes through RAMP_STEPS
@@ -284,6 +282,7 @@ class Bench:
         wait_line(load, "STEADY", ramp_timeout)
         group.lag_reset()
         busy0 = machine_busy_s()
+        db0 = self.pg.cpu_s() if self.pg else 0.0
         srv0, emu0, t0 = (
             group.cpu_s(),
             proc_cpu_s(self.emulator.pid, True),
@@ -292,6 +291,7 @@ class Bench:
         profile = self._start_profile(server.pid, calls)
         wait_line(load, "END", a.duration + 60)
         busy1 = machine_busy_s()
+        db1 = self.pg.cpu_s() if self.pg else 0.0
         srv1, emu1, t1 = (
             group.cpu_s(),
             proc_cpu_s(self.emulator.pid, True),
@@ -324,6 +324,13 @@ class Bench:
             dialogue=a.dialogue,
         )
         result["workers"] = self.workers
+        if self.pg is not None and wall > 0:
+            # The bench's own PostgreSQL is ours, not foreign load; reported on its own
+            # (not in the server's CPU: a PostgreSQL in production has its own host).
+            result["store_cpu_s_per_s"] = round((db1 - db0) / wall, 3)
+            if result.get("foreign_cpu_s_per_s") is not None:
+                foreign = result["foreign_cpu_s_per_s"] - result["store_cpu_s_per_s"]
+                result["foreign_cpu_s_per_s"] = round(foreign, 3)
         result["server_pids"] = group.pids()
         result["turns_by_pid"] = turns_by_pid
         return result

@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 
 from voicebot.bench.measure import HOST
+from voicebot.bench.servers import BENCH_DIR_ENV
 from voicebot.server import create_app
 from voicebot.server import run_cli as run_serve
 
@@ -117,9 +118,6 @@ def bench_app(runtime: Runtime) -> web.Application:
     app.on_cleanup.append(site.stop)
     app.on_cleanup.append(stop_lag)
     return app
-
-
-BENCH_DIR_ENV = "VOICEBOT_BENCH_DIR"
 
 
 class PrivateSite:

@@ -26,6 +26,8 @@ from typing import Any
 from voicebot.bench.measure import HOST, proc_cpu_s, proc_rss_mb
 from voicebot.bench.procs import http_json
 
+BENCH_DIR_ENV = "VOICEBOT_BENCH_DIR"  # where every bench server process announces itself
+
 
 class ServerGroup:
     """The processes of one server under test (see the module docstring)."""
