@@ -53,3 +53,15 @@ def test_memory_growth_is_the_slope_after_the_warm_up() -> None:
     rising = [(t, 100.0 + t / 60) for t in range(0, 600, 5)]  # 1 MB a minute
     got = memory_growth(rising, 600)
     assert got["warmup_s"] == 60.0 and abs(got["slope_mb_per_hour"] - 60.0) < 0.1
+
+
+def test_the_warm_up_is_a_fixed_minute_whatever_the_run_length() -> None:
+    # 5 MB of start-up in the first 45 s, then flat: a 5-minute run must not count the
+    # start-up (10 % of it, 30 s, would) as growth.
+    samples = [(t, 100.0 + min(t, 45) / 9) for t in range(0, 300, 5)]
+    got = memory_growth(samples, 300)
+    assert got["warmup_s"] == 60.0
+    assert got["growth_mb"] == 0.0 and got["slope_mb_per_hour"] == 0.0
+    assert memory_growth([(t, 100.0) for t in range(0, 1800, 5)], 1800)["warmup_s"] == 60.0
+    # A run no longer than the warm-up measures over what it has.
+    assert memory_growth([(0, 100.0), (5, 101.0)], 8)["growth_mb"] == 1.0

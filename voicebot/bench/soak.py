@@ -11,7 +11,7 @@ Cloud) through its admin routes, in turn:
   never (the client's timeout must fire);
 - `tts_error`: the next synthesis fails with UNAVAILABLE.
 
-Reported: server RSS growth (after a warm-up, and its slope per hour), lost
+Reported: server RSS growth (after a fixed 60 s warm-up, and its slope per hour), lost
 utterances (a caller line never transcribed), unanswered turns (a caller line with no
 bot audio within 10 s), lost bookings (confirmed to a caller in a `booking` event,
 absent from the store after the run), errors and dropped calls, the server's own
@@ -43,6 +43,10 @@ from voicebot.bench.runner import RATES, Bench, Children, make_setup
 FAULTS = ("stt_drop", "gpt_429", "gpt_500", "gpt_hang", "tts_error")
 FAULT_PERIOD_S = float(os.environ.get("VOICEBOT_SOAK_FAULT_PERIOD_S", "30"))
 RSS_PERIOD_S = 5.0
+# Memory growth is counted from this far into the run, whatever its length: start-up,
+# imports and the first calls' caches settle within it, and paired runs of different
+# lengths stay comparable (a share of the run would count 30 s of a 5-minute soak).
+WARMUP_S = 60.0
 
 
 def _post(url: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -101,9 +105,13 @@ class Sampler(threading.Thread):
 
 
 def memory_growth(samples: list[tuple[float, float]], duration: float) -> dict[str, Any]:
-    """RSS after the warm-up (10% of the run, at most 5 min) to the end, and the
-    least-squares slope over that span in MB per hour."""
-    warm = min(300.0, duration * 0.1)
+    """RSS after the warm-up (`WARMUP_S`, 60 s) to the end, and the least-squares slope
+    over that span in MB per hour.
+
+    `samples` are (seconds since the load started, RSS in MB); `duration` (s) is the run's
+    wall time. A run no longer than the warm-up measures over all its samples.
+    """
+    warm = WARMUP_S if duration > WARMUP_S else 0.0
     xs = [(t, m) for t, m in samples if t >= warm] or samples
     if not xs:
         return {}
