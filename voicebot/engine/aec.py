@@ -19,9 +19,12 @@ bot (measured): barge-in would die on exactly the lines that need no canceller, 
 a phone line whose echo the network already cancelled. So the canceller watches the
 blocks where the bot is loud: when the microphone stays > 35 dB below the bot in 80% of
 500 ms of them, the line is echo-free and the caller's audio passes as it came, without
-running AEC3 (most of the canceller's cost). The verdict is sticky — a caller talking
+running AEC3 (most of the canceller's cost), and the AEC3 instance is freed then
+rather than at the call's end (issue 17: modules held for whole calls left their
+memory stranded in the malloc heap). The verdict is sticky — a caller talking
 over the bot also makes the microphone loud — and only 3 s of bot audio with the
-microphone mostly loud (< 20% quiet) bring the canceller back, warming up again.
+microphone mostly loud (< 20% quiet) bring the canceller back: a fresh AEC3 instance,
+warming up again.
 
 After AEC3, a non-linear processor (as in ITU-T G.168) silences blocks whose echo the canceller mostly removed and whose rest is far below the bot's level:
 the residual that AEC3 leaves while it converges (the first second of a call) would
@@ -69,6 +72,16 @@ else:
 _warned = False
 
 
+def _new_apm() -> Any:
+    assert _rtc is not None
+    return _rtc.AudioProcessingModule(
+        echo_cancellation=True,
+        noise_suppression=False,
+        high_pass_filter=True,
+        auto_gain_control=False,
+    )
+
+
 class EchoCanceller:
     """Per-call AEC. `far_end(pcm)` when bot audio is queued, `clear()` when it is
     dropped, `process(pcm) -> pcm` for every chunk of caller audio (same length out,
@@ -77,7 +90,8 @@ class EchoCanceller:
     def __init__(self, sample_rate: int) -> None:
         self.sample_rate = sample_rate
         self._block = sample_rate // 100 * 2  # bytes in 10 ms
-        self._apm: Any = None
+        self._apm: Any = None  # dropped while the line is echo-free (see _update_echo_free)
+        self._on = False  # a supported rate and the binding loaded
         self._ref: deque[bytes] = deque()
         self._ref_bytes = 0
         self._ref_head = b""
@@ -99,24 +113,18 @@ class EchoCanceller:
         if _rtc is None:
             _warn_unavailable()
             return
-        self._apm = _rtc.AudioProcessingModule(
-            echo_cancellation=True,
-            noise_suppression=False,
-            high_pass_filter=True,
-            auto_gain_control=False,
-        )
+        self._apm = _new_apm()
+        self._on = True
 
     @property
     def available(self) -> bool:
         """True when the WebRTC audio processing module could be loaded."""
-        return self._apm is not None
+        return self._on
 
     @property
     def engaged(self) -> bool:
         """Bot audio is pending or was heard recently: caller audio is being cleaned."""
-        return self._apm is not None and (
-            self._ref_bytes > 0 or self._idle_blocks < self._hold_blocks
-        )
+        return self._on and (self._ref_bytes > 0 or self._idle_blocks < self._hold_blocks)
 
     @property
     def echo_free(self) -> bool:
@@ -129,7 +137,7 @@ class EchoCanceller:
 
     def far_end(self, pcm: bytes) -> None:
         """Bot audio handed to the transport (LINEAR16 at `sample_rate`)."""
-        if self._apm is None or not pcm:
+        if not self._on or not pcm:
             return
         self._ref.append(pcm)
         self._ref_bytes += len(pcm)
@@ -143,7 +151,7 @@ class EchoCanceller:
 
     def process(self, pcm: bytes) -> bytes:
         """Caller audio in, echo-cancelled caller audio out (same length)."""
-        if self._apm is None:
+        if not self._on:
             return pcm
         if not self.engaged and not self._mic_carry and not self._out_carry:
             return pcm
@@ -202,9 +210,15 @@ class EchoCanceller:
         q = self._quiet
         if not self._echo_free:
             self._echo_free = q.seen >= EVIDENCE_BLOCKS and q.fraction_recent() >= EVIDENCE_QUIET
+            if self._echo_free:
+                # AEC3 will not run on this line: free its ~1.2 MB now, not at the call's
+                # end. Held for the whole call, in among other calls' allocations, the
+                # modules' freed pieces stayed stranded in the malloc heap (issue 17 soak).
+                self._apm = None
         elif q.seen >= RECHECK_BLOCKS and q.fraction_all() < RECHECK_QUIET:
             self._echo_free = False
             self._loud_blocks = 0  # AEC3 was idle while the line was echo-free: warm up again
+            self._apm = _new_apm()  # a fresh one: no stale echo-path state
             log.info("echo canceller: the line has echo after all")
 
     def _take_ref(self) -> bytes | None:
