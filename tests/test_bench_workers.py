@@ -66,6 +66,12 @@ def test_several_workers_refuse_an_sqlite_store(tmp_path: Path) -> None:
     assert "PostgreSQL" in proc.stderr
 
 
+def test_the_soak_refuses_several_workers() -> None:
+    proc = _bench("--soak", "5", "--workers", "2")
+    assert proc.returncode == 2
+    assert "--soak runs one worker" in proc.stderr
+
+
 def test_a_ramp_without_calls_goes_through_every_step() -> None:
     assert ramp_steps(None) == list(RAMP_STEPS)
     assert ramp_steps(100) == [10, 25, 50, 100]

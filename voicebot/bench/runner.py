@@ -378,6 +378,10 @@ def run_cli(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
+    if getattr(args, "soak", None) and workers > 1:
+        # The soak checks stored bookings in its SQLite file: one server process only.
+        print("voicebot bench: --soak runs one worker (drop --workers)", file=sys.stderr)
+        return 2
     if getattr(args, "soak", None):
         from voicebot.bench.soak import run_soak
 
