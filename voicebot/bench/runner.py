@@ -56,7 +56,7 @@ from voicebot.bench.split import (
 )
 from voicebot.config import DEFAULT_CONFIG_PATH
 
-RAMP_STEPS = (10, 25, 50, 100, 200, 300, 400, 500, 600, 800)
+RAMP_STEPS = (10, 25, 50, 100, 150, 200, 250, 300, 400, 500, 600, 800)
 DEFAULT_CALLS = 10  # one run without --calls; a ramp without it goes through RAMP_STEPS
 
 RATES = {"ws": 16000, "voximplant": 8000, "audiosocket": 8000}
