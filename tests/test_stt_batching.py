@@ -133,3 +133,16 @@ async def test_the_pause_that_may_end_an_utterance_goes_out_frame_by_frame() -> 
     assert sizes[-15:] == [20] * 15
     assert sum(sizes[:-15]) == quiet_ms and max(sizes[:-15]) == 100
     await rec.aclose()
+
+
+async def test_a_part_batch_goes_out_once_the_audio_stops_coming() -> None:
+    """A muted microphone mid-word: what was said reaches the recognizer at the next tick,
+    not at the keep-alive seconds later (which also counts its silence from there)."""
+    clock, rec, stream = await make()
+    await feed(clock, rec, LOUD, 3)  # the onset frame goes at once; 40 ms wait for a batch
+    assert sizes_ms(stream) == [20]
+    await clock.advance(0.2)  # no more frames: the session's ticker runs
+    rec.tick()
+    await clock.advance(0.0)
+    assert sizes_ms(stream) == [20, 40]
+    await rec.aclose()

@@ -94,6 +94,9 @@ class ContinuousRecognizer:
         self._hold_bytes = VOICE_HOLD_MS * self._bytes_per_ms
         self._voiced_upto = -self._hold_bytes  # call-audio offset where the hold ends
         self._urgent = False  # the next wake-up writes whatever is pending
+        self._last_feed = clock.monotonic()
+        # Audio that stops arriving for a batch's length leaves its part-batch behind.
+        self._stall_s = settings.stt_batch_ms / 1000
         self._quiet_ms = 0  # how long the caller's line has been quiet (mid-utterance)
         # Set by the session while the bot talks in barge-in mode: the caller's loud
         # frames go out at once, so an interruption's first words reach the recognizer
@@ -133,6 +136,7 @@ class ContinuousRecognizer:
             return
         self._ring += pcm
         self._fed_bytes += len(pcm)
+        self._last_feed = self._clock.monotonic()
         if self._worker is None:
             self._worker = asyncio.get_running_loop().create_task(self._run(), name="stt-worker")
         loud = peak(pcm) >= QUIET_PEAK
@@ -161,10 +165,17 @@ class ContinuousRecognizer:
         return self._quiet_ms >= self._flush_quiet_ms
 
     def tick(self) -> None:
-        """Periodic check (the session's ticker): keep-alive silence when audio stalls."""
+        """Periodic check (the session's ticker): a batch left part-full when the caller's
+        audio stopped goes out, and keep-alive silence follows while it stays stopped."""
         if self._worker is None or self._closed:
             return
-        idle_ms = (self._clock.monotonic() - self._last_write) * 1000
+        now = self._clock.monotonic()
+        if self._fed_bytes > self._sent_upto and now - self._last_feed >= self._stall_s:
+            # No more audio is coming to fill it (a muted microphone, a held call): the
+            # recognizer gets what was said now, and the keep-alive counts from here.
+            self._urgent = True
+            self._wake.set()
+        idle_ms = (now - self._last_write) * 1000
         if idle_ms >= self._policy.keepalive_ms:
             self._wake.set()
 

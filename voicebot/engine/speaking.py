@@ -107,14 +107,9 @@ class SpeechOutput:
         """Until playback stops (or reaches `until_ms` on the playout timeline)."""
         playout = self.transport.playout
         while playout.is_playing() and self._ended is None:
-            played = playout.played_ms()
-            end = playout.queued_ms() if until_ms is None else until_ms
-            if until_ms is not None and played >= until_ms - 0.5:
+            if until_ms is not None and playout.played_ms() >= until_ms - 0.5:
                 return
-            # Sleep until the expected end rather than polling (a wake-up per call every
-            # 50 ms adds up at hundreds of calls); re-checked at least every 250 ms, as
-            # acknowledged playouts move in steps and more audio may be queued.
-            await self.clock.sleep(min(0.25, max(0.02, (end - played) / 1000)))
+            await self.clock.sleep(0.05)
 
     def _prepared_audio(self, turn: Turn, sentence: str) -> PreparedAudio | None:
         """The speculative audio for this turn's first piece, when the final's decision
