@@ -9,6 +9,7 @@ in-process emulator, the echo dialogue), and the test is its browser caller.
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import json
 import signal
 import subprocess
@@ -171,8 +172,6 @@ MONTHS = "января февраля марта апреля мая июня и
 
 def weekday_ahead() -> str:
     """A weekday 2-8 days ahead in words («3 декабря»): inside the salon's week."""
-    import datetime as dt
-
     day = dt.date.today() + dt.timedelta(days=2)
     while day.weekday() >= 5:
         day += dt.timedelta(days=1)

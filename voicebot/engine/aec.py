@@ -44,7 +44,7 @@ import logging
 from collections import deque
 from typing import Any
 
-from voicebot.audio import audioop
+from voicebot.audio import rms
 
 log = logging.getLogger(__name__)
 
@@ -242,7 +242,6 @@ class _QuietWindow:
         self._flags: deque[bool] = deque(maxlen=RECHECK_BLOCKS)
         self._all = 0  # quiet blocks among the last RECHECK_BLOCKS
         self._recent = 0  # quiet blocks among the last EVIDENCE_BLOCKS
-        self.seen = 0  # verdicts in the window (<= RECHECK_BLOCKS)
 
     def add(self, quiet: bool) -> None:
         f = self._flags
@@ -253,7 +252,11 @@ class _QuietWindow:
         f.append(quiet)
         self._all += quiet
         self._recent += quiet
-        self.seen = len(f)
+
+    @property
+    def seen(self) -> int:
+        """Verdicts in the window (at most `RECHECK_BLOCKS`)."""
+        return len(self._flags)
 
     def fraction_recent(self) -> float:
         """Quiet share of the last `EVIDENCE_BLOCKS` verdicts (0.0 when none)."""
@@ -269,7 +272,7 @@ class _QuietWindow:
 def _energy(block: bytes, samples: int) -> float:
     """Sum of squares of an int16 block, from audioop's C RMS (~0.2 µs against numpy's
     1.4; the RMS is whole, so a near-silent block reads up to 1 LSB low)."""
-    r = audioop.rms(block, 2)
+    r = rms(block)
     return float(r * r * samples)
 
 

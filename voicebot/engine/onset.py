@@ -34,7 +34,7 @@ class OnsetDetector:
     def voiced(self, pcm: bytes) -> bool:
         """Whether one frame is above the threshold."""
         # audioop's C loop: this runs for every caller frame while speculation watches.
-        return len(pcm) >= 2 and rms(pcm) >= self._threshold
+        return rms(pcm) >= self._threshold  # 0 for an empty frame: never voiced
 
     def feed(self, pcm: bytes) -> bool:
         """Add one frame; True once `min_ms` of voiced audio has run in a row."""

@@ -145,7 +145,7 @@ class ContinuousRecognizer:
             self._voiced_upto = self._fed_bytes + self._hold_bytes
         # A voice onset after a quiet line, the caller over the bot in barge-in mode, and
         # the pause that may end an utterance go out at once; the rest fills its batch.
-        if (loud and not held) or (self.low_latency and loud) or self._eou_near(pcm, loud):
+        if (loud and (not held or self.low_latency)) or self._eou_near(pcm, loud):
             self._urgent = True
         if self._urgent or self._fed_bytes - self._sent_upto >= self._batch_size():
             self._wake.set()
