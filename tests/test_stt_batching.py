@@ -19,6 +19,7 @@ from voicebot.engine.recognition import IDLE_BATCH_MS, ContinuousRecognizer
 from voicebot.providers.base import Partial, RecognitionEvent, RecognitionOptions
 
 RATE = 8000
+BATCH_MS = EngineSettings().stt_batch_ms  # speech batches (config default)
 FRAME = RATE // 50 * 2  # 20 ms of LINEAR16
 QUIET = bytes(FRAME)
 LOUD = b"".join(
@@ -93,7 +94,7 @@ async def test_a_quiet_line_goes_out_in_idle_batches() -> None:
     await rec.aclose()
 
 
-async def test_a_voice_onset_goes_out_at_once_then_speech_in_100_ms_batches() -> None:
+async def test_a_voice_onset_goes_out_at_once_then_speech_in_speech_batches() -> None:
     clock, rec, stream = await make()
     await feed(clock, rec, QUIET, 10)  # 200 ms of quiet line, still batching
     assert stream.writes == []
@@ -103,8 +104,8 @@ async def test_a_voice_onset_goes_out_at_once_then_speech_in_100_ms_batches() ->
     # The onset frame, with the quiet audio before it, is written without waiting.
     assert stream.writes == [(at, 11 * FRAME)]
     await clock.advance(0.02)
-    await feed(clock, rec, LOUD, 25)  # 500 ms of speech
-    assert sizes_ms(stream)[1:] == [100] * 5
+    await feed(clock, rec, LOUD, 5 * BATCH_MS // 20)  # five batches of speech
+    assert sizes_ms(stream)[1:] == [BATCH_MS] * 5
     await rec.aclose()
 
 
@@ -121,8 +122,8 @@ async def test_while_the_bot_talks_the_callers_loud_frames_go_out_one_by_one() -
 
 async def test_the_pause_that_may_end_an_utterance_goes_out_frame_by_frame() -> None:
     clock, rec, stream = await make()
-    await feed(clock, rec, LOUD, 26)  # the onset frame, then five whole 100 ms batches
-    await stream.events.put(Partial("алло", 0, 520))  # an utterance is open
+    await feed(clock, rec, LOUD, 1 + 5 * BATCH_MS // 20)  # the onset, five whole batches
+    await stream.events.put(Partial("алло", 0, 20 + 5 * BATCH_MS))  # an utterance is open
     await clock.advance(0.0)
     assert not rec.assembler.idle
     stream.writes.clear()
@@ -131,7 +132,7 @@ async def test_the_pause_that_may_end_an_utterance_goes_out_frame_by_frame() -> 
     quiet_ms = RecognitionOptions(sample_rate=RATE).eou_pause_ms - 300
     sizes = sizes_ms(stream)
     assert sizes[-15:] == [20] * 15
-    assert sum(sizes[:-15]) == quiet_ms and max(sizes[:-15]) == 100
+    assert sum(sizes[:-15]) == quiet_ms and max(sizes[:-15]) <= BATCH_MS
     await rec.aclose()
 
 

@@ -40,5 +40,5 @@ async def test_bot_audio_goes_out_in_chunk_ms_messages() -> None:
     assert all(len(base64.b64decode(m["payload"])) == 800 for m in media)  # μ-law bytes
 
 
-def test_the_shipped_config_sends_100_ms_chunks() -> None:
-    assert load_config(env={}).telephony.voximplant.chunk_ms == 100
+def test_the_shipped_config_sends_200_ms_chunks() -> None:
+    assert load_config(env={}).telephony.voximplant.chunk_ms == 200

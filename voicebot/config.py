@@ -256,9 +256,11 @@ class VoximplantSettings:
     secret: str = field(default="", repr=False)
     max_lead_ms: int = 2000
     encoding: str = "ULAW"
-    # Bot audio per media message (ms). Voximplant accepts any length and replays it
-    # in 20 ms frames itself; config.yaml's 100 ms sends a fifth of the messages (JSON
-    # + base64 + WebSocket frame + pacing wake-up each) for the same audio.
+    # Bot audio per media message (ms). Voximplant accepts any length ("multiples of
+    # 20 ms recommended") and replays it in 20 ms frames itself; config.yaml's 200 ms
+    # sends a tenth of the messages 20 ms does (JSON + base64 + WebSocket frame + pacing
+    # wake-up each, and the far end's receive) for the same audio. Barge-in is
+    # unaffected: the `clear` empties Voximplant's buffer whatever was sent.
     chunk_ms: int = 20
     hangup_margin_ms: int = 300  # after the goodbye's estimated end, before the hang-up
 

@@ -94,7 +94,7 @@ class EchoCanceller:
         self._on = False  # a supported rate and the binding loaded
         self._ref: deque[bytes] = deque()
         self._ref_bytes = 0
-        self._ref_head = b""
+        self._ref_pos = 0  # bytes of _ref[0] already consumed
         self._mic_carry = b""
         self._out_carry = b""
         self._idle_blocks = 0
@@ -139,7 +139,7 @@ class EchoCanceller:
         """Bot audio handed to the transport (LINEAR16 at `sample_rate`)."""
         if not self._on or not pcm:
             return
-        self._ref.append(pcm)
+        self._ref.append(pcm if type(pcm) is bytes else bytes(pcm))  # ours to keep
         self._ref_bytes += len(pcm)
         self._idle_blocks = 0
 
@@ -147,14 +147,17 @@ class EchoCanceller:
         """The queued bot audio was dropped (barge-in, a replaced answer)."""
         self._ref.clear()
         self._ref_bytes = 0
-        self._ref_head = b""
+        self._ref_pos = 0
 
     def process(self, pcm: bytes) -> bytes:
         """Caller audio in, echo-cancelled caller audio out (same length)."""
         if not self._on:
             return pcm
-        if not self.engaged and not self._mic_carry and not self._out_carry:
+        carry = self._mic_carry or self._out_carry
+        if not carry and not self.engaged:
             return pcm
+        if self._echo_free and not carry and not len(pcm) % self._block:
+            return self._watch(pcm)
         data = self._mic_carry + pcm
         n = len(data) // self._block * self._block
         self._mic_carry = data[n:]
@@ -165,6 +168,24 @@ class EchoCanceller:
         self._out_carry = bytes(out[len(pcm) :])
         res = bytes(out[: len(pcm)])
         return res.ljust(len(pcm), b"\0") if len(res) < len(pcm) else res
+
+    def _watch(self, pcm: bytes) -> bytes:
+        """`process` on an echo-free line (whole blocks, nothing carried): the audio passes
+        as it came and only the evidence check runs, once for the whole frame, its verdict
+        counting for each of its blocks (this is every caller frame while the bot talks).
+        If the verdict brings echo back, AEC3 starts with the next frame."""
+        blocks = len(pcm) // self._block
+        with_ref = min(blocks, -(-self._ref_bytes // self._block))  # blocks the ref reaches
+        self._idle_blocks += blocks - with_ref
+        if not with_ref:
+            return pcm
+        ref = self._take_ref(len(pcm))
+        ref_energy = _energy(ref, len(pcm) // 2)
+        if ref_energy > self._ref_loud * blocks:
+            mic_energy = _energy(pcm, len(pcm) // 2)
+            self._quiet.add(mic_energy * self._erl < ref_energy, blocks)
+            self._update_echo_free()
+        return pcm
 
     def _block_out(self, mic: bytes) -> bytes:
         ref = self._take_ref()
@@ -221,17 +242,38 @@ class EchoCanceller:
             self._apm = _new_apm()  # a fresh one: no stale echo-path state
             log.info("echo canceller: the line has echo after all")
 
-    def _take_ref(self) -> bytes | None:
+    def _take_ref(self, need: int = 0) -> bytes | None:
+        """The next `need` bytes (default: one block) of queued bot audio, zero-padded at
+        its end, or None when none is queued. Reads through the queued chunks by offset:
+        a reply queued as one chunk of seconds is not copied again for every block."""
         if self._ref_bytes <= 0:
             return None
-        need = self._block
-        buf = bytearray(self._ref_head)
-        while len(buf) < need and self._ref:
-            buf += self._ref.popleft()
-        self._ref_head = bytes(buf[need:])
-        taken = bytes(buf[:need])
+        need = need or self._block
+        ref = self._ref
+        pos = self._ref_pos
+        head = ref[0]
+        if len(head) - pos >= need:
+            taken = head[pos : pos + need]
+            pos += need
+            if pos == len(head):
+                ref.popleft()
+                pos = 0
+        else:
+            parts = []
+            got = 0
+            while got < need and ref:
+                head = ref[0]
+                part = head[pos : pos + need - got]
+                parts.append(part)
+                got += len(part)
+                pos += len(part)
+                if pos == len(head):
+                    ref.popleft()
+                    pos = 0
+            taken = b"".join(parts)
+        self._ref_pos = pos
         self._ref_bytes = max(0, self._ref_bytes - len(taken))
-        return taken.ljust(need, b"\0")
+        return taken if len(taken) == need else taken.ljust(need, b"\0")
 
 
 class _QuietWindow:
@@ -243,15 +285,17 @@ class _QuietWindow:
         self._all = 0  # quiet blocks among the last RECHECK_BLOCKS
         self._recent = 0  # quiet blocks among the last EVIDENCE_BLOCKS
 
-    def add(self, quiet: bool) -> None:
+    def add(self, quiet: bool, blocks: int = 1) -> None:
+        """One verdict for `blocks` blocks in a row."""
         f = self._flags
-        if len(f) >= EVIDENCE_BLOCKS:
-            self._recent -= f[-EVIDENCE_BLOCKS]
-        if len(f) == RECHECK_BLOCKS:
-            self._all -= f[0]
-        f.append(quiet)
-        self._all += quiet
-        self._recent += quiet
+        for _ in range(blocks):
+            if len(f) >= EVIDENCE_BLOCKS:
+                self._recent -= f[-EVIDENCE_BLOCKS]
+            if len(f) == RECHECK_BLOCKS:
+                self._all -= f[0]
+            f.append(quiet)
+            self._all += quiet
+            self._recent += quiet
 
     @property
     def seen(self) -> int:

@@ -80,26 +80,26 @@ class EchoGate:
         self.text_min_words = max(1, text_min_words)
         self.text_window_ms = text_window_ms
         self._intervals: deque[_Playback] = deque(maxlen=keep)
+        # True while bot audio plays (the last playback has no end yet). Kept, not
+        # derived: the session asks for every caller frame.
+        self.bot_audible = False
         self.blocked = 0  # utterances dropped whole
         self.dropped_words = 0  # echo words dropped from utterances that were answered
 
     # ------------------------------------------------------------------ playback
 
-    @property
-    def bot_audible(self) -> bool:
-        """True while bot audio plays (the last playback has no end yet)."""
-        return bool(self._intervals) and self._intervals[-1].end_ms < 0
-
     def bot_started(self, at_ms: int) -> None:
         """Bot audio started at call-audio `at_ms`."""
         if not self.bot_audible:
             self._intervals.append(_Playback(at_ms, -1))
+            self.bot_audible = True
 
     def bot_stopped(self, at_ms: int) -> None:
         """Bot audio stopped at call-audio `at_ms`."""
         if self.bot_audible:
             last = self._intervals[-1]
             last.end_ms = max(at_ms, last.start_ms)
+            self.bot_audible = False
 
     def bot_said(self, text: str, start_ms: int, end_ms: int) -> None:
         """A sentence the bot plays over [start_ms, end_ms) of call time; its words'

@@ -35,7 +35,7 @@ import asyncio
 import logging
 from collections.abc import Callable
 
-from voicebot.audio import peak
+from voicebot.audio import SAMPLE_WIDTH, audioop
 from voicebot.clock import Clock
 from voicebot.config import EngineSettings
 from voicebot.engine.assembler import UtteranceAssembler
@@ -134,20 +134,21 @@ class ContinuousRecognizer:
         """Caller audio, any frame size. Cheap: append, and wake the writer per batch."""
         if self._closed or self.failed is not None:
             return
+        n = len(pcm)
         self._ring += pcm
-        self._fed_bytes += len(pcm)
+        fed = self._fed_bytes = self._fed_bytes + n
         self._last_feed = self._clock.monotonic()
         if self._worker is None:
             self._worker = asyncio.get_running_loop().create_task(self._run(), name="stt-worker")
-        loud = peak(pcm) >= QUIET_PEAK
-        held = self._fed_bytes - len(pcm) <= self._voiced_upto
+        loud = n > 0 and audioop.max(pcm, SAMPLE_WIDTH) >= QUIET_PEAK
+        held = fed - n <= self._voiced_upto
         if loud:
-            self._voiced_upto = self._fed_bytes + self._hold_bytes
+            self._voiced_upto = fed + self._hold_bytes
         # A voice onset after a quiet line, the caller over the bot in barge-in mode, and
         # the pause that may end an utterance go out at once; the rest fills its batch.
-        if (loud and (not held or self.low_latency)) or self._eou_near(pcm, loud):
+        if (loud and (not held or self.low_latency)) or self._eou_near(n, loud):
             self._urgent = True
-        if self._urgent or self._fed_bytes - self._sent_upto >= self._batch_size():
+        if self._urgent or fed - self._sent_upto >= self._batch_size():
             self._wake.set()
 
     def _batch_size(self) -> int:
@@ -157,11 +158,11 @@ class ContinuousRecognizer:
             return self._batch_bytes
         return self._idle_batch_bytes
 
-    def _eou_near(self, pcm: bytes, loud: bool) -> bool:
-        if self.assembler.idle or loud:
+    def _eou_near(self, nbytes: int, loud: bool) -> bool:
+        if loud or self.assembler.idle:
             self._quiet_ms = 0
             return False
-        self._quiet_ms += len(pcm) // self._bytes_per_ms
+        self._quiet_ms += nbytes // self._bytes_per_ms
         return self._quiet_ms >= self._flush_quiet_ms
 
     def tick(self) -> None:

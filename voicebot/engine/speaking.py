@@ -21,6 +21,9 @@ from voicebot.providers.base import SpeechSynthesizer, SynthesisOptions
 from voicebot.transports.base import CallTransport
 
 SYNTH_AHEAD = 2  # sentences synthesized ahead of the one playing
+PLAYED_POLL_S = 0.05  # how often the end of playback is checked near it (s)
+PLAYED_SLEEP_CAP_S = 0.5  # the longest sleep towards a playout clock's end (s): a playback
+# that ends early (the far end reports it ran dry) is seen within this
 
 
 class SpeechOutput:
@@ -106,10 +109,24 @@ class SpeechOutput:
     async def _wait_played(self, until_ms: float | None = None) -> None:
         """Until playback stops (or reaches `until_ms` on the playout timeline)."""
         playout = self.transport.playout
+        # A playout clock (Voximplant, the simulator) knows when the audio it has will
+        # end: sleep until just before that instead of polling all along (a wake-up every
+        # 50 ms of every reply of every call). Acknowledged playouts end when the far end
+        # says so, which no estimate predicts: those are polled.
+        clock_driven = getattr(playout, "clock_driven", False)
         while playout.is_playing() and self._ended is None:
-            if until_ms is not None and playout.played_ms() >= until_ms - 0.5:
+            played = playout.played_ms()
+            if until_ms is not None and played >= until_ms - 0.5:
                 return
-            await self.clock.sleep(0.05)
+            wait_s = PLAYED_POLL_S
+            if clock_driven:
+                end_ms = (
+                    playout.queued_ms() if until_ms is None else min(until_ms, playout.queued_ms())
+                )
+                wait_s = min(
+                    PLAYED_SLEEP_CAP_S, max(PLAYED_POLL_S, (end_ms - played) / 1000 - PLAYED_POLL_S)
+                )
+            await self.clock.sleep(wait_s)
 
     def _prepared_audio(self, turn: Turn, sentence: str) -> PreparedAudio | None:
         """The speculative audio for this turn's first piece, when the final's decision

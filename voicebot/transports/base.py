@@ -46,6 +46,8 @@ class ClockPlayout:
     Used where the far end gives no acknowledgements (Voximplant, the simulator).
     """
 
+    clock_driven = True  # played_ms() follows the clock: its end can be slept towards
+
     def __init__(self, clock: Clock, sample_rate: int) -> None:
         self._clock = clock
         self._bytes_per_ms = sample_rate * 2 / 1000

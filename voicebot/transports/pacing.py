@@ -104,6 +104,12 @@ class PacedSender:
         """Audio the far end has played by the 1x clock: sent minus the lead (ms)."""
         return max(0.0, self.sent_ms - self.lead_ms())
 
+    def playing(self) -> bool:
+        """`played_ms() < sent_ms + pending_ms()`, without the arithmetic: audio is queued,
+        or some was sent and the far end has not run dry yet. Asked for every caller
+        frame while the bot talks."""
+        return bool(self.queue) or (self.sent_ms > 0 and self.sent_end > self._clock.monotonic())
+
     def pending_ms(self) -> float:
         """Audio queued here and not written yet (ms)."""
         return g711.pcm_ms(len(self.queue), self.sample_rate)

@@ -56,6 +56,7 @@ from voicebot.transports.voximplant_wire import (
     CustomEvent,
     Encoding,
     InboundDecoder,
+    InboundEvent,
     MediaEvent,
     OutboundEncoder,
     OutboundMessage,
@@ -79,6 +80,8 @@ PLAYBACK_IDLE_GRACE_S = 1.5  # a playback_idle this soon after our last send is 
 class VoxPlayout:
     """Playout = audio queued locally plus a 1x clock over what was actually sent."""
 
+    clock_driven = True  # played_ms() follows the clock: its end can be slept towards
+
     def __init__(self, pacer: PacedSender) -> None:
         self._pacer = pacer
 
@@ -95,8 +98,8 @@ class VoxPlayout:
         return self._pacer.played_ms()
 
     def is_playing(self) -> bool:
-        """Something queued or sent is not played yet."""
-        return self.played_ms() < self.queued_ms()
+        """Something queued or sent is not played yet (`played_ms() < queued_ms()`)."""
+        return self._pacer.playing()
 
 
 class VoximplantTransport(PacedOutput):
@@ -292,15 +295,29 @@ class VoximplantCall(TelephonyCall):
 
     async def _read_loop(self) -> None:
         start_deadline = asyncio.get_running_loop().time() + START_TIMEOUT_S
-        while not self.ws.closed:
-            msg = await receive_before(self.ws, None if self.session else start_deadline)
+        ws = self.ws
+        while not ws.closed:
+            # After the start, no deadline: the plain receive (this runs 50 times a second
+            # per call, so the media path below makes no coroutine of its own either).
+            if self.session is None:
+                msg = await receive_before(ws, start_deadline)
+            else:
+                msg = await ws.receive()
             if msg is None:
                 await self._error(
                     ProtocolError("no_start", "no start in time", WSCloseCode.POLICY_VIOLATION)
                 )
                 return
             if msg.type == WSMsgType.TEXT:
-                await self._on_text(msg.data)
+                try:
+                    event = self.decoder.decode(msg.data)
+                except ProtocolError as err:
+                    await self._error(err)
+                    continue
+                if type(event) is MediaEvent:
+                    self._on_media(event)
+                else:
+                    await self._on_event(event)
             elif msg.type == WSMsgType.BINARY:
                 await self._error(
                     ProtocolError(
@@ -312,31 +329,29 @@ class VoximplantCall(TelephonyCall):
             elif msg.type == WSMsgType.ERROR:
                 self.stats.errors.append("ws_error")
                 log.warning("%s: websocket error: %s", self.label, msg.data)
-                self.stats.close_code = self.ws.close_code
+                self.stats.close_code = ws.close_code
                 return
             else:  # CLOSE / CLOSING / CLOSED
                 return
 
-    async def _on_text(self, text: str) -> None:
-        try:
-            event = self.decoder.decode(text)
-        except ProtocolError as err:
-            await self._error(err)
-            return
-        if isinstance(event, MediaEvent):
-            self.stats.media_in += 1
-            self.stats.concealed_samples += event.concealed_samples
-            if event.restarted:
-                self.stats.chunk_restarts += 1
-                if self.stats.chunk_restarts == 1:
-                    log.warning("%s: media chunk numbering went back: a new run", self.label)
-            if event.pcm and self.session is not None:
-                self.session.feed_audio(event.pcm)
-        elif isinstance(event, StartEvent):
+    def _on_media(self, event: MediaEvent) -> None:
+        stats = self.stats
+        stats.media_in += 1
+        if event.concealed_samples:
+            stats.concealed_samples += event.concealed_samples
+        if event.restarted:
+            stats.chunk_restarts += 1
+            if stats.chunk_restarts == 1:
+                log.warning("%s: media chunk numbering went back: a new run", self.label)
+        if event.pcm and self.session is not None:
+            self.session.feed_audio(event.pcm)
+
+    async def _on_event(self, event: InboundEvent) -> None:
+        if isinstance(event, StartEvent):
             await self._on_start(event)
         elif isinstance(event, StopEvent):
             log.info("%s: caller stream stopped", self.label)
-        else:
+        elif isinstance(event, CustomEvent):
             await self._on_custom(event)
 
     async def _on_start(self, event: StartEvent) -> None:

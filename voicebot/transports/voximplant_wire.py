@@ -29,6 +29,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
 from aiohttp import WSCloseCode
 
 from voicebot.transports import g711
@@ -138,10 +139,11 @@ def _int_field(obj: Mapping[str, Any], key: str) -> int | None:
 
 def _json_object(text: str, code: str, what: str) -> dict[str, Any]:
     """`text` parsed as one JSON object, or `ProtocolError(code)` naming `what`
-    (deep nesting counts as invalid: json raises RecursionError)."""
+    (deep nesting counts as invalid). orjson, because this runs for every 20 ms frame of
+    every call and parses a media message in a fifth of the stdlib's time."""
     try:
-        obj = json.loads(text)
-    except (ValueError, RecursionError) as exc:
+        obj = orjson.loads(text)
+    except (ValueError, RecursionError) as exc:  # orjson.JSONDecodeError is a ValueError
         raise ProtocolError(code, f"{what} is not valid JSON") from exc
     if not isinstance(obj, dict):
         raise ProtocolError(code, f"{what} must be a JSON object")
