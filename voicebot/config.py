@@ -59,11 +59,15 @@ class SttSettings:
 
 @dataclass
 class TtsSettings:
-    """`yandex.tts`: voice, role and speed of the synthesized bot (None: the voice's own)."""
+    """`yandex.tts`: voice, role and speed of the synthesized bot (None: the voice's own),
+    and the size of the cache of repeated sentences (MB, 0: off)."""
 
     voice: str = "alena"
     role: str | None = None
     speed: float | None = None
+    # Repeated sentences (no digits) played from memory: MB of audio, 0 = off
+    # (voicebot/providers/tts_cache.py).
+    cache_mb: float = 16.0
 
 
 @dataclass

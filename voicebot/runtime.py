@@ -35,6 +35,7 @@ from voicebot.providers.base import (
     SynthesisOptions,
 )
 from voicebot.providers.failover import FailoverRecognizer
+from voicebot.providers.tts_cache import CachingSynthesizer
 from voicebot.providers.yandex.auth import ApiKeyAuth, YandexAuth
 from voicebot.transports.audiosocket_register import CallRegistry
 from voicebot.transports.base import CallTransport
@@ -178,8 +179,11 @@ class Runtime:
         yandex_stt = YandexSTT(stt_ep, auth, tls=tls)
         closers.insert(0, yandex_stt)
         recognizer = _select_recognizer(stt_provider, cfg, yandex_stt, emulator, closers)
-        tts = YandexTTS(tts_ep, auth, tls=tls)
+        tts: SpeechSynthesizer = YandexTTS(tts_ep, auth, tls=tls)
         closers.insert(0, tts)
+        if y.tts.cache_mb > 0:
+            tts = CachingSynthesizer(tts, int(y.tts.cache_mb * 1024 * 1024))
+            closers.insert(0, tts)
         # Offline the same client talks to the emulator's completion endpoint; only
         # dialogues that ask for it (`offline_llm`) get it there.
         folder = y.folder_id or ("b1gemulator" if offline else "")

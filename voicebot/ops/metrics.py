@@ -109,6 +109,12 @@ STT_STREAM_EVENTS = Counter(
     "stream length cap), failover (switched to the next provider).",
     ["event"],
 )
+TTS_CACHE = Counter(
+    "voicebot_tts_cache_requests_total",
+    "Sentences asked of the TTS cache: hit (played from memory), miss (synthesized and "
+    "kept), skip (never kept: it has digits).",
+    ["result"],
+)
 OUTBOX_FAILURES = Counter(
     "voicebot_outbox_failures_total",
     "Failed outbox delivery attempts by channel and outcome: retry (tried again later), "
@@ -193,6 +199,11 @@ def on_provider_error(listener: Callable[[str, str], None]) -> Callable[[], None
 def stt_stream_event(event: str) -> None:
     """`reconnect`, `rotation` or `failover` of a call's recognition stream."""
     STT_STREAM_EVENTS.labels(event).inc()
+
+
+def tts_cache(result: str) -> None:
+    """One sentence asked of the TTS cache: `hit`, `miss` or `skip`."""
+    TTS_CACHE.labels(result).inc()
 
 
 def outbox_failure(channel: str, outcome: str) -> None:
