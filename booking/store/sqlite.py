@@ -184,12 +184,22 @@ class SqliteStore(sql.SharedBookingReads):
         return conn
 
     async def close(self) -> None:
-        """Close both connections."""
-        conn, self._conn = self._conn, None
-        reader, self._reader = self._reader, None
-        for c in (reader, conn):
-            if c is not None:
-                await asyncio.to_thread(c.close)
+        """Close both connections, each once the operation using it (if any) is done.
+
+        Under the locks: closing a connection while another thread runs a statement on it
+        frees SQLite's memory under that statement (a segfault in CI: a retention purge
+        still running when a test closed the store)."""
+
+        def shut() -> None:
+            with self._read_lock:
+                reader, self._reader = self._reader, None
+            with self._lock:
+                conn, self._conn = self._conn, None
+            for c in (reader, conn):
+                if c is not None:
+                    c.close()
+
+        await asyncio.to_thread(shut)
 
     async def create(self, booking: NewBooking, *, notify: Sequence[Notification] = ()) -> Booking:
         """Book under `BEGIN IMMEDIATE` (the overlap check cannot race) with its
