@@ -179,13 +179,21 @@ class EchoCanceller:
         self._idle_blocks += blocks - with_ref
         if not with_ref:
             return pcm
-        ref = self._take_ref(len(pcm))
-        ref_energy = _energy(ref, len(pcm) // 2)
+        self._evidence(self._take_ref(len(pcm)), pcm, blocks)
+        return pcm
+
+    def _evidence(self, ref: bytes, mic: bytes, blocks: int = 1) -> tuple[float, float]:
+        """Where the reference (`blocks` blocks of it) is loud, whether the microphone
+        stayed quiet under it goes into the echo-free verdict. Returns the energies
+        (sums of squares; the microphone's -1.0 when the reference was not loud)."""
+        samples = len(ref) // 2
+        ref_energy = _energy(ref, samples)
+        mic_energy = -1.0
         if ref_energy > self._ref_loud * blocks:
-            mic_energy = _energy(pcm, len(pcm) // 2)
+            mic_energy = _energy(mic, samples)
             self._quiet.add(mic_energy * self._erl < ref_energy, blocks)
             self._update_echo_free()
-        return pcm
+        return ref_energy, mic_energy
 
     def _block_out(self, mic: bytes) -> bytes:
         ref = self._take_ref()
@@ -196,12 +204,7 @@ class EchoCanceller:
             ref = bytes(self._block)
         samples = self._block // 2
         rate = self.sample_rate
-        ref_energy = _energy(ref, samples)
-        mic_energy = -1.0
-        if ref_energy > self._ref_loud:
-            mic_energy = _energy(mic, samples)
-            self._quiet.add(mic_energy * self._erl < ref_energy)
-            self._update_echo_free()
+        ref_energy, mic_energy = self._evidence(ref, mic)
         if self._echo_free:
             # Nothing to cancel, and AEC3 is most of a call's CPU (~80 µs per 10 ms): on an
             # echo-free line (any phone line whose network cancels echo) only the energy
@@ -251,26 +254,18 @@ class EchoCanceller:
         need = need or self._block
         ref = self._ref
         pos = self._ref_pos
-        head = ref[0]
-        if len(head) - pos >= need:
-            taken = head[pos : pos + need]
-            pos += need
+        parts = []
+        got = 0
+        while got < need and ref:
+            head = ref[0]
+            part = head[pos : pos + need - got]
+            parts.append(part)
+            got += len(part)
+            pos += len(part)
             if pos == len(head):
                 ref.popleft()
                 pos = 0
-        else:
-            parts = []
-            got = 0
-            while got < need and ref:
-                head = ref[0]
-                part = head[pos : pos + need - got]
-                parts.append(part)
-                got += len(part)
-                pos += len(part)
-                if pos == len(head):
-                    ref.popleft()
-                    pos = 0
-            taken = b"".join(parts)
+        taken = b"".join(parts)
         self._ref_pos = pos
         self._ref_bytes = max(0, self._ref_bytes - len(taken))
         return taken if len(taken) == need else taken.ljust(need, b"\0")

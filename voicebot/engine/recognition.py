@@ -35,7 +35,7 @@ import asyncio
 import logging
 from collections.abc import Callable
 
-from voicebot.audio import SAMPLE_WIDTH, audioop
+from voicebot.audio import peak
 from voicebot.clock import Clock
 from voicebot.config import EngineSettings
 from voicebot.engine.assembler import UtteranceAssembler
@@ -140,7 +140,7 @@ class ContinuousRecognizer:
         self._last_feed = self._clock.monotonic()
         if self._worker is None:
             self._worker = asyncio.get_running_loop().create_task(self._run(), name="stt-worker")
-        loud = n > 0 and audioop.max(pcm, SAMPLE_WIDTH) >= QUIET_PEAK
+        loud = peak(pcm) >= QUIET_PEAK
         held = fed - n <= self._voiced_upto
         if loud:
             self._voiced_upto = fed + self._hold_bytes

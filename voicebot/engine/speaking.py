@@ -120,9 +120,9 @@ class SpeechOutput:
                 return
             wait_s = PLAYED_POLL_S
             if clock_driven:
-                end_ms = (
-                    playout.queued_ms() if until_ms is None else min(until_ms, playout.queued_ms())
-                )
+                end_ms = playout.queued_ms()
+                if until_ms is not None:
+                    end_ms = min(until_ms, end_ms)
                 wait_s = min(
                     PLAYED_SLEEP_CAP_S, max(PLAYED_POLL_S, (end_ms - played) / 1000 - PLAYED_POLL_S)
                 )
