@@ -3,6 +3,15 @@
 The database itself refuses double bookings: an exclusion constraint over
 (master, tstzrange(start_at, end_at)) among active rows, so concurrent inserts from any
 number of processes cannot both succeed. Idempotency per call is a partial unique index.
+
+Two inserts that overlap can each find the other's uncommitted row while checking the
+exclusion constraint and wait on each other: PostgreSQL breaks that with a deadlock error
+("while checking exclusion constraint"), which for a caller would be a failed booking
+instead of "that time is taken". So an insert first takes a transaction advisory lock on
+its master: bookings for one master are checked one at a time (the second then sees the
+first's committed row and gets the exclusion violation), bookings for different masters
+still go in parallel. A deadlock or serialization failure that still happens (another
+writer not taking the lock) is retried a few times, since the transaction rolled back whole.
 """
 
 from __future__ import annotations
@@ -22,6 +31,12 @@ from booking.privacy.act import PurgeReport
 from booking.store import postgres_privacy, sql
 from booking.store.pg_outbox import SCHEMA as OUTBOX_SCHEMA
 from booking.store.pg_outbox import PgOutbox, insert_rows
+
+# pg_advisory_xact_lock(key1, key2) namespace for "inserting a booking for this master";
+# 74201 (the one-key form) serializes schema creation.
+_MASTER_LOCK_NS = 74202
+# A rolled-back insert retried this many times after a deadlock/serialization failure.
+_TXN_RETRIES = 3
 
 SCHEMA = [
     "CREATE EXTENSION IF NOT EXISTS btree_gist",
@@ -145,11 +160,16 @@ class PostgresStore(sql.SharedBookingReads):
                 existing = await self._by_call(conn, booking.call_id)
                 if existing is not None:
                     return existing
-            for _ in range(10):
+            retries = 0
+            for _ in range(10 + _TXN_RETRIES):
                 bid = new_booking_id()
                 try:
                     # The booking and its notification rows commit together or not at all.
                     async with conn.transaction():
+                        await conn.execute(
+                            "SELECT pg_advisory_xact_lock(%s, hashtext(%s))",
+                            (_MASTER_LOCK_NS, booking.master),
+                        )
                         cur = await conn.execute(
                             "INSERT INTO bookings (id, call_id, service, master, start_at,"
                             " end_at, tz, name, phone) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)"
@@ -178,6 +198,11 @@ class PostgresStore(sql.SharedBookingReads):
                         if existing is not None:
                             return existing
                     continue  # id collision: draw another
+                except (errors.DeadlockDetected, errors.SerializationFailure) as e:
+                    retries += 1
+                    if retries > _TXN_RETRIES:
+                        raise StoreError(f"booking insert kept failing: {e.sqlstate}") from e
+                    continue
                 assert row is not None
                 return _row_to_booking(row)
             raise StoreError("could not allocate a booking id")
