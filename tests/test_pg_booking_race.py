@@ -13,30 +13,20 @@ import asyncio
 import os
 import uuid
 from datetime import datetime, timedelta
-from zoneinfo import ZoneInfo
 
 import pytest
 
 from booking.models import NewBooking, SlotTaken
 from booking.store.base import open_store
+from tests.test_booking_store import T0, nb
 
 pytestmark = pytest.mark.postgres
 
 PG_URL = os.environ.get("VOICEBOT_TEST_PG_URL", "")
-TZ = ZoneInfo("Europe/Moscow")
-T0 = datetime(2026, 11, 24, 15, 0, tzinfo=TZ)
 
 
 def _nb(start: datetime, minutes: int = 60, master: str = "Ольга") -> NewBooking:
-    return NewBooking(
-        service="haircut",
-        master=master,
-        start=start,
-        end=start + timedelta(minutes=minutes),
-        name="Анна",
-        phone="+79161234567",
-        call_id=f"race-{uuid.uuid4().hex[:8]}",
-    )
+    return nb(master, start, minutes, call_id=f"race-{uuid.uuid4().hex[:8]}")
 
 
 @pytest.fixture
